@@ -1,0 +1,113 @@
+"""Environment state, the bundle of pure functions a task returns, and autoreset.
+
+A task supplies three pure functions for ONE environment (vmap at the call site):
+`reset(key)`, `reset_to(key, qpos, qvel)` and `step_without_reset(state, action)`. This
+module adds episode truncation and automatic reset on top to give `step(state, action)`.
+
+Autoreset restores the state a given environment started its episode in (drawn at its
+`reset`), as brax's `AutoResetWrapper` does: it costs a select, not a second physics pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from mujoco import mjx
+
+
+@struct.dataclass
+class EnvState:
+    """State of one environment (a leading batch axis is added by vmap).
+
+    `done` marks the step on which an episode ended, by termination or by reaching the
+    episode length; `truncated` marks the second case alone, so a learner bootstraps from
+    `final_obs` there. After an autoreset `obs` is already the new episode's first observation
+    while `final_obs` holds the observation that ended the old one.
+    """
+
+    data: mjx.Data  # physics state
+    obs: jax.Array  # (obs_size,) observation after this step (after autoreset when done)
+    reward: jax.Array  # () reward of this step
+    done: jax.Array  # () float32, 1.0 if the episode ended at this step (terminated or truncated)
+    truncated: jax.Array  # () float32, 1.0 if it ended by the time limit and not by termination
+    final_obs: jax.Array  # (obs_size,) observation reached by this step, before any autoreset
+    step_count: jax.Array  # () int32, steps taken in the current episode
+    last_action: jax.Array  # (action_size,) action of the previous step (zeros after reset)
+    first_data: mjx.Data  # physics state this episode started from; restored on autoreset
+    first_obs: jax.Array  # (obs_size,) observation at `first_data`
+    metrics: dict[str, jax.Array]  # 'reward/<term>' for each active term plus task metrics, all ()
+
+    @property
+    def terminated(self) -> jax.Array:
+        """() float32, 1.0 if the episode ended by termination (no bootstrap)."""
+        return self.done * (1.0 - self.truncated)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Env:
+    """A task as a named bundle of pure functions over `EnvState` for a single environment.
+
+    Attributes:
+      name: registry name.
+      config: the task's frozen config.
+      reset: key -> EnvState, with the task's reset noise.
+      reset_to: (key, qpos (nq,), qvel (nv,)) -> EnvState at exactly that configuration.
+      step: (EnvState, action (action_size,)) -> EnvState with truncation and autoreset.
+      step_without_reset: one control step with neither truncation nor autoreset;
+        `done` is termination alone (for wrappers that do their own, such as brax's).
+      observation_size, action_size: vector sizes.
+      dt: control step in seconds.
+      episode_length: steps after which an episode is truncated.
+      sim: the loaded model (`jaxhum.sim.SimModel`).
+    """
+
+    name: str
+    config: Any
+    reset: Callable[[jax.Array], EnvState]
+    reset_to: Callable[[jax.Array, jax.Array, jax.Array], EnvState]
+    step: Callable[[EnvState, jax.Array], EnvState]
+    step_without_reset: Callable[[EnvState, jax.Array], EnvState]
+    observation_size: int
+    action_size: int
+    dt: float
+    episode_length: int
+    sim: Any
+
+
+def with_autoreset(
+    step_without_reset: Callable[[EnvState, jax.Array], EnvState], episode_length: int
+) -> Callable[[EnvState, jax.Array], EnvState]:
+    """Wraps a one-env step with episode truncation at `episode_length` and automatic reset.
+
+    On a step that ends an episode the returned state keeps `reward`, `done`, `truncated`,
+    `final_obs` and `metrics` of that step, while `data`, `obs`, `step_count` and
+    `last_action` start the next episode from `first_data`.
+    """
+
+    def step(state: EnvState, action: jax.Array) -> EnvState:
+        nxt = step_without_reset(state, action)
+        terminated = nxt.done
+        truncated = jnp.where(
+            (nxt.step_count >= episode_length) & (terminated == 0.0), 1.0, 0.0
+        ).astype(jnp.float32)
+        done = jnp.maximum(terminated, truncated)
+        ended = done > 0.0
+
+        def pick(fresh: jax.Array, current: jax.Array) -> jax.Array:
+            return jnp.where(ended, fresh, current)
+
+        return nxt.replace(
+            data=jax.tree.map(pick, nxt.first_data, nxt.data),
+            obs=pick(nxt.first_obs, nxt.obs),
+            step_count=jnp.where(ended, 0, nxt.step_count).astype(jnp.int32),
+            last_action=pick(jnp.zeros_like(nxt.last_action), nxt.last_action),
+            done=done,
+            truncated=truncated,
+        )
+
+    return step

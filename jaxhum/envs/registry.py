@@ -1,0 +1,78 @@
+"""`make(name, **overrides)`: tasks by name, with overrides checked against the task's config."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from jaxhum.envs import humanoid_run
+from jaxhum.envs.base import Env
+
+
+class TaskSpec(NamedTuple):
+    """A registered task: its frozen config class and the factory that builds it from a config."""
+
+    config_cls: type
+    factory: Callable[[Any], Env]
+
+
+REGISTRY: Mapping[str, TaskSpec] = types.MappingProxyType(
+    {"humanoid_run": TaskSpec(humanoid_run.HumanoidRunConfig, humanoid_run.make)}
+)
+
+
+def _check_type(name: str, field: dataclasses.Field, value: Any, default: Any) -> None:
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, Mapping):
+        ok = isinstance(value, Mapping)
+    else:
+        ok = True
+    if not ok:
+        raise ValueError(f"{name}: expected {type(default).__name__}, got {type(value).__name__} {value!r}")
+
+
+def make_config(name: str, **overrides: Any) -> Any:
+    """Returns the frozen config of task `name` with `overrides` applied and validated.
+
+    A `reward_weights` override is merged into the task's default weights, so
+    `reward_weights={'ctrl_l2': 0.0}` switches one term off and keeps the others.
+
+    Raises:
+      ValueError: unknown task (lists the known ones), unknown field (lists the fields),
+        a value of the wrong type, or a value the task's `validate` rejects.
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"unknown environment {name!r}; known environments: {sorted(REGISTRY)}")
+    config_cls = REGISTRY[name].config_cls
+    defaults = config_cls()
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"{name}: unknown override(s) {unknown}; known fields: {sorted(fields)}")
+    changes = {}
+    for key, value in overrides.items():
+        default = getattr(defaults, key)
+        _check_type(key, fields[key], value, default)
+        if isinstance(default, Mapping):
+            value = types.MappingProxyType({**default, **dict(value)})
+        elif isinstance(default, float):
+            value = float(value)
+        changes[key] = value
+    config = dataclasses.replace(defaults, **changes)
+    config.validate()
+    return config
+
+
+def make(name: str, **overrides: Any) -> Env:
+    """Builds task `name` with config `overrides` (e.g. `make('humanoid_run', episode_length=500)`)."""
+    config = make_config(name, **overrides)
+    return REGISTRY[name].factory(config)

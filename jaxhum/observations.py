@@ -1,0 +1,54 @@
+"""Observation terms, one small pure function each, concatenated in a task's declared order.
+
+Each term takes keyword-only arguments from the quantities a task provides (here the MJX
+`data` and ids resolved at load) and returns a flat vector. Terms never draw random numbers:
+sensor noise, when a task adds it, takes an explicit key in the task's step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+from mujoco import mjx
+
+from jaxhum.rewards import call_term
+
+
+def qpos_without_root_xy(*, data: mjx.Data) -> jax.Array:
+    """Generalized positions without the root's world x and y: (nq - 2,).
+
+    Dropping x, y makes the policy invariant to where on the plane the robot is.
+    """
+    return data.qpos[2:]
+
+
+def qvel(*, data: mjx.Data) -> jax.Array:
+    """Generalized velocities (nv,)."""
+    return data.qvel
+
+
+def body_com_velocity(*, data: mjx.Data) -> jax.Array:
+    """Com-based 6D velocity (angular, linear) of each body but the world: ((nbody - 1) * 6,)."""
+    return data.cvel[1:].ravel()
+
+
+def body_positions_from_com(*, data: mjx.Data) -> jax.Array:
+    """Each body's centre of mass relative to the whole-body centre of mass: ((nbody - 1) * 3,)."""
+    return (data.xipos[1:] - data.subtree_com[0]).ravel()
+
+
+def actuator_forces(*, data: mjx.Data) -> jax.Array:
+    """Actuator forces in joint space (nv,)."""
+    return data.qfrc_actuator
+
+
+def concat(terms: Sequence[Any], context: Mapping[str, Any]) -> jax.Array:
+    """Concatenates `terms` (observation functions) evaluated on `context` into one (obs_size,) vector."""
+    parts = [jnp.asarray(call_term(fn, context), jnp.float32) for fn in terms]
+    for fn, part in zip(terms, parts):
+        chex.assert_rank(part, 1, custom_message=f"observation term {fn.__name__}")
+    return jnp.concatenate(parts)

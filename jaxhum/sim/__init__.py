@@ -1,0 +1,9 @@
+"""Physics layer: MJCF loading, pure init/step over MuJoCo MJX, name lookups.
+
+Never imports `jaxhum.envs` or `jaxhum.rl`.
+"""
+
+from jaxhum.sim.model import ModelLoadError, NameLookupError, PhysicsOptions, SimModel, load_model
+from jaxhum.sim.physics import init, step
+
+__all__ = ["ModelLoadError", "NameLookupError", "PhysicsOptions", "SimModel", "init", "load_model", "step"]
