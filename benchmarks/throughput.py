@@ -1,0 +1,139 @@
+"""Raw env step rate of humanoid_run against brax's humanoid, and our training rate against our raw rate.
+
+Both envs run in this process on the same device: random actions in [-1, 1], autoreset on
+(ours built in; brax's through its training wrappers: episode truncation at 1000 steps and
+`AutoResetWrapper`), compile excluded (each function runs once before timing), the best of
+several timed repeats reported. The training rate is steady-state `Trainer.iteration` calls of
+the gpu preset's PPO at the same env count, compile excluded.
+
+    python benchmarks/throughput.py                 # 2048, 8192, 32768 envs on the GPU
+    python benchmarks/throughput.py --smoke         # tiny version on the CPU, same table
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jaxhum  # noqa: E402
+
+
+def _time_best(fn, *args, repeats: int) -> tuple[float, float]:
+    """Runs fn once to compile (returns its seconds) and then `repeats` times; returns (compile_s, best_s)."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    compile_s = time.perf_counter() - t0
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - t0)
+    return compile_s, best
+
+
+def raw_rate(reset, step, action_size: int, num_envs: int, steps: int, repeats: int) -> float:
+    """Env steps per second of `steps` batched steps with random actions (one jitted scan)."""
+
+    @jax.jit
+    def run(state, key):
+        def body(carry, _):
+            s, k = carry
+            k, k_act = jax.random.split(k)
+            a = jax.random.uniform(k_act, (num_envs, action_size), minval=-1.0, maxval=1.0)
+            return (step(s, a), k), None
+
+        (state, _), _ = jax.lax.scan(body, (state, key), None, length=steps)
+        return state.reward
+
+    state = jax.jit(reset)(jax.random.split(jax.random.PRNGKey(0), num_envs))
+    _, best = _time_best(run, state, jax.random.PRNGKey(1), repeats=repeats)
+    return num_envs * steps / best
+
+
+def ours_raw(num_envs: int, steps: int, repeats: int) -> float:
+    env = jaxhum.envs.make("humanoid_run")
+    return raw_rate(jax.vmap(env.reset), jax.vmap(env.step), env.action_size, num_envs, steps, repeats)
+
+
+def brax_raw(num_envs: int, steps: int, repeats: int) -> float:
+    from brax import envs as brax_envs
+    from brax.envs.wrappers import training
+
+    env = training.wrap(brax_envs.get_environment("humanoid", backend="mjx"), episode_length=1000, action_repeat=1)
+    return raw_rate(env.reset, env.step, env.action_size, num_envs, steps, repeats)
+
+
+def train_rate(num_envs: int, iterations: int, smoke: bool) -> tuple[float, float]:
+    """(steady-state training env steps/s, compile seconds of one iteration) with the gpu preset's PPO."""
+    from experiments import humanoid_run
+    from jaxhum.rl.train import make_train
+
+    config = humanoid_run.get_config("cpu" if smoke else "gpu")
+    ppo = dataclasses.replace(config.ppo, num_envs=num_envs)
+    ppo.validate()
+    env = jaxhum.envs.make(config.env_name, **dict(config.env_overrides))
+    trainer = make_train(env, ppo, num_iterations=iterations + 1)
+    state = trainer.init(jax.random.PRNGKey(0))
+    t0 = time.perf_counter()
+    state, metrics = trainer.iteration(state)
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(iterations):
+        state, metrics = trainer.iteration(state)
+    jax.block_until_ready(metrics)
+    elapsed = time.perf_counter() - t0
+    return iterations * ppo.steps_per_iteration / elapsed, compile_s
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny CPU run (seconds) printing the same table")
+    parser.add_argument("--num-envs", type=int, nargs="+", default=None)
+    parser.add_argument("--steps", type=int, default=None, help="batched env steps per timed call")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-iterations", type=int, default=None)
+    parser.add_argument("--no-train", action="store_true", help="skip the training-rate column")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    num_envs = args.num_envs or ([8, 16] if args.smoke else [2048, 8192, 32768])
+    steps = args.steps or (10 if args.smoke else 200)
+    repeats = 1 if args.smoke else args.repeats
+    train_iters = args.train_iterations or (2 if args.smoke else 5)
+
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
+    rows = []
+    header = f"{'envs':>6} | {'brax steps/s':>13} | {'ours steps/s':>13} | {'ours/brax':>9} | {'train steps/s':>13} | {'train/raw':>9} | {'iter compile s':>14}"
+    print(header)
+    print("-" * len(header))
+    for n in num_envs:
+        theirs = brax_raw(n, steps, repeats)
+        ours = ours_raw(n, steps, repeats)
+        row = {"num_envs": n, "brax_raw": theirs, "ours_raw": ours, "raw_ratio": ours / theirs}
+        if not args.no_train:
+            train, compile_s = train_rate(n, train_iters, args.smoke)
+            row.update(train=train, train_ratio=train / ours, iteration_compile_s=compile_s)
+        rows.append(row)
+        train_cols = (
+            f"{row['train']:13.0f} | {row['train_ratio']:9.2f} | {row['iteration_compile_s']:14.1f}"
+            if "train" in row
+            else f"{'-':>13} | {'-':>9} | {'-':>14}"
+        )
+        print(f"{n:6d} | {theirs:13.0f} | {ours:13.0f} | {ours / theirs:9.2f} | {train_cols}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": jax.devices()[0].device_kind, "jax": jax.__version__, "rows": rows}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Wall-clock time to eval return 8000: jaxhum's PPO against brax's PPO, in one process.
+
+Three runs per seed, each timed from its own start (compile included) to the first evaluation
+whose mean episode return reaches the target:
+  1. jaxhum PPO (the gpu preset of experiments.humanoid_run) on humanoid_run;
+  2. brax PPO with its published humanoid settings on humanoid_run through `jaxhum.envs.to_brax`;
+  3. brax PPO with the same settings on brax's own humanoid (backend 'mjx').
+A run that has not reached the target by its step budget reports its best return instead.
+
+brax 0.14.2's trainer calls `jax.device_put_replicated`, which JAX 0.11 removed; this script
+(and only this script) puts back a single-host equivalent of that one name when it is missing.
+
+    python benchmarks/train_vs_brax.py --seeds 1                 # on the GPU
+    python benchmarks/train_vs_brax.py --smoke                   # tiny CPU run, same table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jaxhum  # noqa: E402
+
+# brax's published humanoid PPO settings (brax/training/learner.py and the brax README).
+BRAX_HUMANOID_PPO = dict(
+    num_timesteps=50_000_000,
+    num_evals=10,
+    reward_scaling=0.1,
+    episode_length=1000,
+    normalize_observations=True,
+    action_repeat=1,
+    unroll_length=10,
+    num_minibatches=32,
+    num_updates_per_batch=8,
+    discounting=0.97,
+    learning_rate=3e-4,
+    entropy_cost=1e-3,
+    num_envs=2048,
+    batch_size=1024,
+)
+BRAX_SMOKE = dict(
+    BRAX_HUMANOID_PPO,
+    num_timesteps=4 * 16 * 4 * 2,
+    num_evals=2,
+    episode_length=16,
+    num_envs=16,
+    batch_size=16,
+    num_minibatches=4,
+    num_updates_per_batch=1,
+    unroll_length=4,
+)
+
+
+class _TargetReached(Exception):
+    """Raised from brax's progress callback to stop a run once the target is reached."""
+
+
+def _patch_device_put_replicated() -> bool:
+    """Restores `jax.device_put_replicated` (removed in JAX 0.11) for brax's trainer; True if patched."""
+    if hasattr(jax, "device_put_replicated"):
+        return False
+
+    def device_put_replicated(x, devices):
+        stacked = jax.tree.map(lambda a: jnp.stack([jnp.asarray(a)] * len(devices)), x)
+        mesh = jax.sharding.Mesh(np.array(devices), ("devices",))
+        return jax.device_put(stacked, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("devices")))
+
+    jax.device_put_replicated = device_put_replicated
+    return True
+
+
+def run_brax(env, seed: int, target: float, settings: dict) -> dict:
+    """brax PPO on `env`; returns wall seconds and env steps at the first eval >= target."""
+    from brax.training.agents.ppo import train as ppo
+
+    start = time.perf_counter()
+    result = {"reached": False, "best": -math.inf, "wall_s": None, "steps": None, "evals": []}
+
+    def progress(num_steps, metrics):
+        reward = float(metrics["eval/episode_reward"])
+        wall = time.perf_counter() - start
+        result["evals"].append((int(num_steps), wall, reward))
+        result["best"] = max(result["best"], reward)
+        if reward >= target and not result["reached"]:
+            result.update(reached=True, wall_s=wall, steps=int(num_steps))
+            raise _TargetReached
+
+    try:
+        ppo.train(environment=env, seed=seed, progress_fn=progress, **settings)
+    except _TargetReached:
+        pass
+    result["total_s"] = time.perf_counter() - start
+    return result
+
+
+def run_ours(seed: int, target: float, smoke: bool) -> dict:
+    """jaxhum PPO (experiments.humanoid_run) stopping at the first eval >= target."""
+    from experiments import humanoid_run
+
+    out = tempfile.mkdtemp(prefix="jaxhum-bench-")
+    argv = ["--preset", "cpu" if smoke else "gpu", "--seed", str(seed), "--out", out]
+    argv += ["--set", f"target_eval_reward={target}"]
+    start = time.perf_counter()
+    code = humanoid_run.main(argv)
+    total = time.perf_counter() - start
+    evals = []
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        for line in f:
+            row = json.loads(line)
+            if "eval/episode_reward" in row:
+                evals.append((row["step"], row["wall_s"], row["eval/episode_reward"]))
+    hit = next((e for e in evals if e[2] >= target), None)
+    return {
+        "reached": hit is not None,
+        "wall_s": hit[1] if hit else None,
+        "steps": hit[0] if hit else None,
+        "best": max((e[2] for e in evals), default=-math.inf),
+        "evals": evals,
+        "total_s": total,
+        "exit_code": code,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny CPU run printing the same table")
+    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...)")
+    parser.add_argument("--target", type=float, default=None, help="eval return to reach (default 8000)")
+    parser.add_argument("--runs", default="ours,brax_on_ours,brax", help="comma-separated subset of the runs")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    target = args.target if args.target is not None else (-1e9 if args.smoke else 8000.0)
+    settings = BRAX_SMOKE if args.smoke else BRAX_HUMANOID_PPO
+    runs = args.runs.split(",")
+    patched = _patch_device_put_replicated() if any(r.startswith("brax") for r in runs) else False
+    print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, target {target}, "
+          f"seeds {args.seeds}, device_put_replicated patched: {patched}", flush=True)
+
+    results: dict[str, list[dict]] = {r: [] for r in runs}
+    for seed in range(args.seeds):
+        for name in runs:
+            if name == "ours":
+                res = run_ours(seed, target, args.smoke)
+            elif name == "brax_on_ours":
+                env = jaxhum.envs.to_brax(jaxhum.envs.make("humanoid_run"))
+                res = run_brax(env, seed, target, settings)
+            elif name == "brax":
+                from brax import envs as brax_envs
+
+                res = run_brax(brax_envs.get_environment("humanoid", backend="mjx"), seed, target, settings)
+            else:
+                parser.error(f"--runs: unknown run {name!r}; known: ours, brax_on_ours, brax")
+            results[name].append(res)
+            print(f"seed {seed} {name:13s} reached={res['reached']} wall_s={res['wall_s']} "
+                  f"steps={res['steps']} best={res['best']:.1f} total_s={res['total_s']:.1f}", flush=True)
+
+    def mean_wall(name: str) -> float:
+        walls = [r["wall_s"] for r in results.get(name, []) if r["reached"]]
+        return sum(walls) / len(walls) if walls and len(walls) == len(results[name]) else math.nan
+
+    print()
+    header = f"{'run':14s} | {'seeds reached':>13} | {'mean wall s':>11} | {'ratio to brax':>13}"
+    print(header)
+    print("-" * len(header))
+    base = mean_wall("brax") if "brax" in results else math.nan
+    for name in runs:
+        n_hit = sum(r["reached"] for r in results[name])
+        wall = mean_wall(name)
+        print(f"{name:14s} | {n_hit:>6d} of {len(results[name]):<4d} | {wall:11.1f} | {wall / base:13.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": jax.devices()[0].device_kind, "jax": jax.__version__, "target": target,
+                       "results": results}, f, indent=2, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
