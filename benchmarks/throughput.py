@@ -92,7 +92,7 @@ def train_rate(num_envs: int, iterations: int, smoke: bool) -> tuple[float, floa
         state, metrics = trainer.iteration(state)
     jax.block_until_ready(metrics)
     elapsed = time.perf_counter() - t0
-    return iterations * ppo.steps_per_iteration / elapsed, compile_s
+    return iterations * ppo.env_steps_per_iteration / elapsed, compile_s
 
 
 def main(argv: list[str] | None = None) -> int:

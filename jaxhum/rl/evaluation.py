@@ -1,0 +1,107 @@
+"""On-device evaluation of a deterministic policy on separate evaluation environments.
+
+``num_eval_envs`` envs are reset from their own keys and stepped ``env.episode_length`` times in
+one ``lax.scan``. The envs autoreset, so each env's first episode is the one that counts: a mask
+switches off after its first ``done``. Every episode ends within ``episode_length`` steps (by
+truncation at the latest), so every env contributes exactly one complete episode.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Protocol
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+REWARD_PREFIX = "reward/"
+
+
+class Env(Protocol):
+    """The env interface rl/ relies on (see jaxhum.envs)."""
+
+    observation_size: int
+    action_size: int
+    episode_length: int
+
+    def reset(self, key: jax.Array) -> Any: ...
+
+    def step(self, state: Any, action: jax.Array) -> Any: ...
+
+
+PolicyFn = Callable[[Any, jax.Array, "jax.Array | None"], jax.Array]
+
+
+@struct.dataclass
+class _EvalCarry:
+    env_state: Any  # batched EnvState, leading dim num_eval_envs
+    active: jax.Array  # (N,) float32, 1.0 until the env's first episode has ended
+    episode_return: jax.Array  # (N,) float32, sum of rewards of the first episode
+    episode_length: jax.Array  # (N,) float32, steps of the first episode
+    reward_terms: dict[str, jax.Array]  # 'reward/<term>' -> (N,) episode sum of that term
+
+
+def make_evaluator(
+    env: Env,
+    policy_fn: PolicyFn,
+    num_eval_envs: int,
+) -> Callable[[Any, jax.Array], dict[str, jax.Array]]:
+    """Builds ``evaluate(policy_params, key) -> metrics`` (pure; jit it at the call site).
+
+    Args:
+      env: the environment (reset/step/episode_length).
+      policy_fn: ``policy_fn(policy_params, obs (N, obs_size), None) -> action (N, action_size)``;
+        a ``None`` key asks for the deterministic action.
+      num_eval_envs: number N of evaluation environments.
+
+    The returned function takes ``key``, used only to reset the N envs (one split per env); it
+    never touches a training key. Metrics (scalars): eval/episode_reward (mean over envs of the
+    first-episode return), eval/episode_reward_std, eval/episode_length (mean) and, for every
+    ``reward/<term>`` in the env metrics, ``eval/reward/<term>`` (mean over envs of the episode sum).
+    """
+
+    def evaluate(policy_params: Any, key: jax.Array) -> dict[str, jax.Array]:
+        env_state = jax.vmap(env.reset)(jax.random.split(key, num_eval_envs))
+        zeros = jnp.zeros((num_eval_envs,), jnp.float32)
+        names = [k for k in env_state.metrics if k.startswith(REWARD_PREFIX)]
+        carry = _EvalCarry(
+            env_state=env_state,
+            active=jnp.ones((num_eval_envs,), jnp.float32),
+            episode_return=zeros,
+            episode_length=zeros,
+            reward_terms={name: zeros for name in names},
+        )
+        step = functools.partial(_eval_step, env, policy_fn, policy_params)
+        carry, _ = jax.lax.scan(step, carry, None, length=env.episode_length)
+        metrics = {
+            "eval/episode_reward": jnp.mean(carry.episode_return),
+            "eval/episode_reward_std": jnp.std(carry.episode_return),
+            "eval/episode_length": jnp.mean(carry.episode_length),
+        }
+        for name, total in carry.reward_terms.items():
+            metrics[f"eval/{name}"] = jnp.mean(total)
+        return metrics
+
+    return evaluate
+
+
+def _eval_step(
+    env: Env, policy_fn: PolicyFn, policy_params: Any, carry: _EvalCarry, _: None
+) -> tuple[_EvalCarry, None]:
+    """One deterministic step of all eval envs; accumulates only while the first episode runs."""
+    action = policy_fn(policy_params, carry.env_state.obs, None)
+    env_state = jax.vmap(env.step)(carry.env_state, action)
+    active = carry.active
+    terms = {
+        name: total + active * env_state.metrics[name] for name, total in carry.reward_terms.items()
+    }
+    new = _EvalCarry(
+        env_state=env_state,
+        # done marks the step that ended the episode; that step's reward still counts.
+        active=active * (1.0 - env_state.done),
+        episode_return=carry.episode_return + active * env_state.reward,
+        episode_length=carry.episode_length + active,
+        reward_terms=terms,
+    )
+    return new, None
