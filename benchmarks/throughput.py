@@ -80,7 +80,7 @@ def train_rate(num_envs: int, iterations: int, smoke: bool) -> tuple[float, floa
     config = humanoid_run.get_config("cpu" if smoke else "gpu")
     ppo = dataclasses.replace(config.ppo, num_envs=num_envs)
     ppo.validate()
-    env = jaxhum.envs.make(config.env_name, **dict(config.env_overrides))
+    env = jaxhum.envs.make(config.env_name, **dict(config.env))
     trainer = make_train(env, ppo, num_iterations=iterations + 1)
     state = trainer.init(jax.random.PRNGKey(0))
     t0 = time.perf_counter()

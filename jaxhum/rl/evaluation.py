@@ -1,9 +1,9 @@
 """On-device evaluation of a deterministic policy on separate evaluation environments.
 
-``num_eval_envs`` envs are reset from their own keys and stepped ``env.episode_length`` times in
-one ``lax.scan``. The envs autoreset, so each env's first episode is the one that counts: a mask
-switches off after its first ``done``. Every episode ends within ``episode_length`` steps (by
-truncation at the latest), so every env contributes exactly one complete episode.
+``num_eval_envs`` envs are reset from their own keys and stepped in one ``lax.while_loop`` until
+each has finished its first episode (at most ``env.episode_length`` steps, when truncation ends
+it). The envs autoreset, so each env's first episode is the one that counts: a mask switches off
+after its first ``done``; every env contributes exactly one complete episode.
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ def make_evaluator(
             reward_terms={name: zeros for name in names},
         )
         step = functools.partial(_eval_step, env, policy_fn, policy_params)
-        carry, _ = jax.lax.scan(step, carry, None, length=env.episode_length)
+        # Stop as soon as every env's first episode has ended: early in training, when episodes
+        # are short, an evaluation then costs a fraction of episode_length steps.
+        carry = jax.lax.while_loop(lambda c: jnp.any(c.active > 0.0), step, carry)
         metrics = {
             "eval/episode_reward": jnp.mean(carry.episode_return),
             "eval/episode_reward_std": jnp.std(carry.episode_return),
@@ -86,9 +88,7 @@ def make_evaluator(
     return evaluate
 
 
-def _eval_step(
-    env: Env, policy_fn: PolicyFn, policy_params: Any, carry: _EvalCarry, _: None
-) -> tuple[_EvalCarry, None]:
+def _eval_step(env: Env, policy_fn: PolicyFn, policy_params: Any, carry: _EvalCarry) -> _EvalCarry:
     """One deterministic step of all eval envs; accumulates only while the first episode runs."""
     action = policy_fn(policy_params, carry.env_state.obs, None)
     env_state = jax.vmap(env.step)(carry.env_state, action)
@@ -104,4 +104,4 @@ def _eval_step(
         episode_length=carry.episode_length + active,
         reward_terms=terms,
     )
-    return new, None
+    return new

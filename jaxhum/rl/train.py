@@ -56,7 +56,8 @@ class PPOConfig:
       value_loss_coef: weight of the value loss 0.5 * mean (V - target)^2.
       learning_rate: Adam learning rate (initial value for the 'linear' schedule).
       lr_schedule: 'constant', or 'linear' decay to 0 over all gradient steps of the run.
-      max_grad_norm: gradients are clipped to this global norm (both networks together).
+      max_grad_norm: gradients are clipped to this global norm (both networks together);
+        0 turns clipping off (brax's humanoid PPO does not clip).
       reward_scaling: rewards are multiplied by this before GAE (value targets are in scaled units).
       normalize_observations: use running observation statistics.
       normalize_advantage: standardise advantages per minibatch.
@@ -122,11 +123,11 @@ class PPOConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}: must be in [0, 1], got {value!r}")
-        for name in ("clip_epsilon", "learning_rate", "max_grad_norm", "reward_scaling"):
+        for name in ("clip_epsilon", "learning_rate", "reward_scaling"):
             value = getattr(self, name)
             if not value > 0.0:
                 raise ValueError(f"{name}: must be > 0, got {value!r}")
-        for name in ("entropy_cost", "value_loss_coef"):
+        for name in ("entropy_cost", "value_loss_coef", "max_grad_norm"):
             value = getattr(self, name)
             if not value >= 0.0:
                 raise ValueError(f"{name}: must be >= 0, got {value!r}")
@@ -332,10 +333,8 @@ def _make_optimizer(
         )
     else:
         schedule = optax.constant_schedule(config.learning_rate)
-    optimizer = optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm),
-        optax.adam(learning_rate=schedule),
-    )
+    clip = optax.clip_by_global_norm(config.max_grad_norm) if config.max_grad_norm > 0 else optax.identity()
+    optimizer = optax.chain(clip, optax.adam(learning_rate=schedule))
     return optimizer, schedule
 
 
