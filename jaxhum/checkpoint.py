@@ -1,0 +1,389 @@
+"""Orbax checkpoints of the complete training state, with exact resume.
+
+A run directory holds two checkpoint trees, each managed by an `orbax.checkpoint.CheckpointManager`
+and named by the number of env steps taken:
+
+    checkpoints/<step>/       the newest K checkpoints (K = `keep_checkpoints`)
+    best_checkpoint/<step>/   the one checkpoint with the highest evaluation return so far
+
+Each checkpoint has four items: `state` (every array leaf of the TrainState: policy and value
+params, optimizer state, normalizer, the batched env states, the PRNG key and the iteration),
+`manifest` (the tree path, shape and dtype of every leaf, so a checkpoint from another config
+or network is refused naming the leaf that differs), `config` (the run config as JSON) and
+`meta` (step, iteration, wall time, eval return).
+
+Why a flat manifest rather than saving the pytree as is: Orbax cannot save zero-size arrays
+(MJX data has some) nor typed PRNG keys portably. Leaves are saved as `leaf_<i>`; typed keys as
+their raw uint32 `jax.random.key_data` and re-wrapped on restore; zero-size leaves are rebuilt.
+
+Orbax writes each checkpoint into a temporary directory and renames it when complete, so a
+save killed half way leaves no step behind; a checkpoint that fails to restore (corrupted) is
+reported on one line and the previous one is used. Nothing already saved is ever deleted
+except by the keep-newest-K policy; a corrupted checkpoint is moved to `corrupt_checkpoints/`.
+
+Public API:
+    state, config = restore(run_dir, step=None)      # TrainState pytree and RunConfig
+    policy = load_policy(run_dir)                     # jitted obs -> action
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "BEST_DIR",
+    "CHECKPOINT_DIR",
+    "CheckpointError",
+    "CheckpointStore",
+    "Restored",
+    "load_policy",
+    "restore",
+]
+
+CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best_checkpoint"
+CORRUPT_DIR = "corrupt_checkpoints"
+_ITEMS = ("state", "manifest", "config", "meta")
+_FORMAT = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or does not match; the message is one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+    """What `CheckpointStore.restore` returns.
+
+    Attributes:
+      state: the training state pytree (same structure as the template).
+      config: the run config as saved (a JSON dict).
+      meta: step, iteration, wall_s, eval return, ... as saved (a JSON dict).
+      step: env steps of this checkpoint.
+    """
+
+    state: Any
+    config: dict[str, Any]
+    meta: dict[str, Any]
+    step: int
+
+
+# ----------------------------------------------------------------------------- flattening
+
+
+def _is_key(x: Any) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _leaf_info(path: str, leaf: Any) -> dict[str, Any]:
+    """Manifest entry of one leaf (an array or a ShapeDtypeStruct).
+
+    A typed PRNG key is stored as its raw uint32 data: `data_shape` is that array's shape and
+    `impl` the key implementation needed to wrap it again (unknown for a ShapeDtypeStruct).
+    """
+    if _is_key(leaf):
+        data_shape = jax.eval_shape(jax.random.key_data, leaf).shape
+        impl = str(jax.random.key_impl(leaf)) if isinstance(leaf, jax.Array) else None
+        return {"path": path, "shape": list(leaf.shape), "dtype": "key", "impl": impl,
+                "data_shape": list(data_shape)}
+    dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+    return {"path": path, "shape": list(np.shape(leaf)), "dtype": np.dtype(dtype).name}
+
+
+def _flatten(tree: Any) -> tuple[list[str], list[Any], Any]:
+    with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    paths = [jax.tree_util.keystr(p) for p, _ in with_path]
+    return paths, [leaf for _, leaf in with_path], treedef
+
+
+def manifest_of(tree: Any) -> list[dict[str, Any]]:
+    """Path, shape and dtype of every leaf of a pytree of arrays or ShapeDtypeStructs."""
+    paths, leaves, _ = _flatten(tree)
+    return [_leaf_info(p, leaf) for p, leaf in zip(paths, leaves)]
+
+
+def _to_saveable(manifest: list[dict[str, Any]], leaves: list[Any]) -> dict[str, Any]:
+    out = {}
+    for i, (info, leaf) in enumerate(zip(manifest, leaves)):
+        if info["dtype"] == "key":
+            leaf = jax.random.key_data(leaf)
+        if int(np.prod(info.get("data_shape", info["shape"]))) == 0:
+            continue  # Orbax refuses zero-size arrays; they are rebuilt from the manifest.
+        out[f"leaf_{i:05d}"] = leaf if isinstance(leaf, jax.Array) else jnp.asarray(leaf)
+    return out
+
+
+def _describe_mismatch(saved: list[dict[str, Any]], expected: list[dict[str, Any]]) -> str | None:
+    """One line naming the first leaf that differs between two manifests, or None."""
+    saved_by_path = {m["path"]: m for m in saved}
+    expected_by_path = {m["path"]: m for m in expected}
+    for m in expected:
+        other = saved_by_path.get(m["path"])
+        if other is None:
+            return f"state{m['path']} is expected but not in the checkpoint"
+        if other["shape"] != m["shape"]:
+            return f"state{m['path']}: checkpoint has shape {tuple(other['shape'])}, this config needs {tuple(m['shape'])}"
+        if other["dtype"] != m["dtype"]:
+            return f"state{m['path']}: checkpoint has dtype {other['dtype']}, this config needs {m['dtype']}"
+    for m in saved:
+        if m["path"] not in expected_by_path:
+            return f"state{m['path']} is in the checkpoint but not expected by this config"
+    if [m["path"] for m in saved] != [m["path"] for m in expected]:
+        return "state: leaves are in a different order than this config expects"
+    return None
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+class CheckpointStore:
+    """Newest-K and best checkpoints of one run directory (thin layer over Orbax managers).
+
+    Args:
+      run_dir: the run directory.
+      keep: how many of the newest checkpoints to keep (older ones are deleted by Orbax).
+      read_only: open existing checkpoints without creating directories.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, keep: int = 3, read_only: bool = False):
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        self.run_dir = pathlib.Path(run_dir).absolute()
+        self.keep = keep
+        self.read_only = read_only
+        self._managers: dict[str, Any] = {}
+
+    def _manager(self, name: str):
+        if name not in self._managers:
+            ocp = self._ocp
+            directory = self.run_dir / name
+            if self.read_only and not directory.is_dir():
+                return None
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=self.keep if name == CHECKPOINT_DIR else 1,
+                # Read-only use opens existing directories without creating any; Orbax's own
+                # read_only flag is not used because it logs warnings on every open.
+                create=not self.read_only,
+                # Saves are synchronous: the host loop waits, so a signal or a kill right after
+                # `save` returns can never leave the newest checkpoint half written.
+                enable_async_checkpointing=False,
+            )
+            self._managers[name] = ocp.CheckpointManager(directory, options=options, item_names=_ITEMS)
+        return self._managers[name]
+
+    def steps(self, best: bool = False) -> list[int]:
+        """Complete checkpoint steps, oldest first."""
+        manager = self._manager(BEST_DIR if best else CHECKPOINT_DIR)
+        if manager is None:
+            return []
+        manager.reload()
+        return sorted(manager.all_steps())
+
+    def save(
+        self,
+        step: int,
+        state: Any,
+        config: Mapping[str, Any],
+        meta: Mapping[str, Any],
+        best: bool = False,
+    ) -> None:
+        """Writes `state` (any pytree of arrays), the config JSON and meta at `step` (env steps).
+
+        Blocks until the checkpoint is complete on disk. Saving a step that already exists is a
+        no-op (the state at a given step is deterministic).
+        """
+        if self.read_only:
+            raise CheckpointError(f"{self.run_dir}: opened read-only, cannot save")
+        ocp = self._ocp
+        manager = self._manager(BEST_DIR if best else CHECKPOINT_DIR)
+        if step in manager.all_steps():
+            return
+        paths, leaves, _ = _flatten(state)
+        manifest = [_leaf_info(p, leaf) for p, leaf in zip(paths, leaves)]
+        arrays = _to_saveable(manifest, leaves)
+        meta = {"format": _FORMAT, "step": int(step), "time": time.time(), **dict(meta)}
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(arrays),
+            manifest=ocp.args.JsonSave({"leaves": manifest}),
+            config=ocp.args.JsonSave(dict(config)),
+            meta=ocp.args.JsonSave(meta),
+        )
+        manager.save(int(step), args=args, force=True)
+        manager.wait_until_finished()
+
+    def read_json(self, step: int, item: str, best: bool = False) -> dict[str, Any]:
+        """One JSON item ('config', 'meta' or 'manifest') of a checkpoint, without its arrays."""
+        ocp = self._ocp
+        manager = self._manager(BEST_DIR if best else CHECKPOINT_DIR)
+        return manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
+
+    def _restore_step(self, name: str, step: int, template: Any | None) -> Restored:
+        ocp = self._ocp
+        manager = self._manager(name)
+        small = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                manifest=ocp.args.JsonRestore(), config=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()
+            ),
+        )
+        manifest = small["manifest"]["leaves"]
+        if template is not None:
+            problem = _describe_mismatch(manifest, manifest_of(template))
+            if problem is not None:
+                raise _MismatchError(problem)
+        sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        targets = {}
+        for i, info in enumerate(manifest):
+            shape = tuple(info.get("data_shape", info["shape"]))
+            dtype = np.uint32 if info["dtype"] == "key" else np.dtype(info["dtype"])
+            if int(np.prod(shape)) > 0:
+                targets[f"leaf_{i:05d}"] = jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+        arrays = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(targets)))["state"]
+        leaves = []
+        for i, info in enumerate(manifest):
+            name_i = f"leaf_{i:05d}"
+            shape = tuple(info.get("data_shape", info["shape"]))
+            dtype = np.uint32 if info["dtype"] == "key" else np.dtype(info["dtype"])
+            value = arrays[name_i] if name_i in arrays else np.zeros(shape, dtype)
+            value = jax.device_put(np.asarray(value), sharding)
+            if value.shape != shape or value.dtype != dtype:
+                raise CheckpointError(f"state{info['path']}: stored array has shape {value.shape} "
+                                      f"{value.dtype}, manifest says {shape} {dtype}")
+            if info["dtype"] == "key":
+                value = jax.random.wrap_key_data(value, impl=info["impl"])
+            leaves.append(value)
+        if template is not None:
+            _, _, treedef = _flatten(template)
+            state = jax.tree_util.tree_unflatten(treedef, leaves)
+        else:
+            state = {info["path"]: leaf for info, leaf in zip(manifest, leaves)}
+        return Restored(state=state, config=small["config"], meta=small["meta"], step=int(step))
+
+    def restore(
+        self,
+        template: Any | None = None,
+        step: int | None = None,
+        best: bool = False,
+        warn: Callable[[str], None] | None = None,
+        quarantine: bool = False,
+    ) -> Restored:
+        """Restores a checkpoint.
+
+        Args:
+          template: a pytree (arrays or `jax.ShapeDtypeStruct`s, e.g. from `jax.eval_shape`)
+            with the structure to restore into; None gives a flat dict {leaf path: array}.
+          step: the step to restore; None means the newest one that restores cleanly (a
+            corrupted newest checkpoint is reported through `warn` and the previous one used).
+          best: read from `best_checkpoint/` instead of `checkpoints/`.
+          warn: receives one-line warnings (default: printed to stderr).
+          quarantine: move a corrupted checkpoint into `corrupt_checkpoints/` (never deleted),
+            so that a resumed run can write that step again.
+        Raises:
+          CheckpointError: no checkpoint, the requested step is missing, none restores, or
+            the checkpoint does not match `template` (the message names the differing leaf).
+        """
+        warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
+        name = BEST_DIR if best else CHECKPOINT_DIR
+        steps = self.steps(best=best)
+        if not steps:
+            raise CheckpointError(f"{self.run_dir / name}: no complete checkpoint found")
+        if step is not None:
+            if step not in steps:
+                raise CheckpointError(f"{self.run_dir / name}: no checkpoint at step {step}; saved steps: {steps}")
+            candidates = [step]
+        else:
+            candidates = list(reversed(steps))
+        for i, candidate in enumerate(candidates):
+            try:
+                return self._restore_step(name, candidate, template)
+            except _MismatchError as err:
+                raise CheckpointError(f"checkpoint {candidate} does not match this config: {err}") from None
+            except CheckpointError:
+                raise
+            except Exception as err:  # Orbax/tensorstore raise many types on a damaged file.
+                reason = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+                path = self.run_dir / name / str(candidate)
+                if i + 1 == len(candidates):
+                    raise CheckpointError(f"{path}: checkpoint is corrupted ({reason})") from None
+                moved = ""
+                if quarantine and not self.read_only:
+                    target = self.run_dir / CORRUPT_DIR / f"{name}-{candidate}-{int(time.time())}"
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(str(path), str(target))
+                    self._manager(name).reload()
+                    moved = f"; moved to {target}"
+                warn(f"{path}: checkpoint is corrupted, using step {candidates[i + 1]} instead ({reason}){moved}")
+        raise CheckpointError(f"{self.run_dir / name}: no checkpoint could be restored")
+
+    def close(self) -> None:
+        for manager in self._managers.values():
+            manager.close()
+        self._managers = {}
+
+
+class _MismatchError(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def restore(run_dir: str | os.PathLike, step: int | None = None, best: bool = False) -> tuple[Any, Any]:
+    """Loads a saved training state and its config.
+
+    Args:
+      run_dir: a run directory written by `jaxhum.runner` (e.g. runs/humanoid_run/<stamp>-s0).
+      step: env steps of the checkpoint; None for the newest complete one.
+      best: take the checkpoint with the best evaluation return instead.
+    Returns:
+      (state, config): the `TrainState` pytree (arrays on the default device) and the
+      `RunConfig` it was trained with.
+    Raises:
+      CheckpointError: no such run directory or checkpoint, or it does not restore.
+    """
+    # Imported here, not at the top: rebuilding the state's structure needs the env and the
+    # trainer, and jaxhum.runner (which builds them) itself imports this module.
+    from jaxhum import runner
+
+    run_dir = pathlib.Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run directory")
+    store = CheckpointStore(run_dir, read_only=True)
+    try:
+        config = runner.saved_config(store, step=step, best=best)
+        trainer = runner.build_trainer(config)
+        restored = store.restore(template=runner.state_template(trainer, config), step=step, best=best)
+    finally:
+        store.close()
+    return restored.state, config
+
+
+def load_policy(
+    run_dir: str | os.PathLike,
+    step: int | None = None,
+    deterministic: bool = True,
+    best: bool = False,
+) -> Callable[..., jax.Array]:
+    """A ready-to-call jitted policy from a run directory.
+
+    Returns:
+      `policy(obs, key=None) -> action`: obs (..., obs_size) float32 -> action
+      (..., action_size) in [-1, 1]; the observation normalizer saved with the params is
+      applied inside. With `deterministic=False` pass a PRNG key to sample.
+    """
+    from jaxhum import runner
+
+    state, config = restore(run_dir, step=step, best=best)
+    return runner.make_policy(runner.build_trainer(config), state, deterministic=deterministic)

@@ -1,0 +1,192 @@
+"""Run-directory logging: metrics.jsonl, TensorBoard event files and progress output.
+
+Named `runlog` rather than `logging` so that `import logging` inside the package (and in the
+libraries it uses) always means the standard library.
+
+Every log point writes one JSON object per line to `metrics.jsonl` (`step` in env steps,
+`wall_s`, then the metrics) and the same scalars to TensorBoard (tensorboardX, imported only
+when a log is opened). Progress goes to a tqdm bar when stderr is a terminal and `CI` is not
+set, otherwise to one plain line per log point on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["RunLog", "read_json", "read_metrics", "truncate_metrics", "use_progress_bar", "write_json"]
+
+METRICS_FILE = "metrics.jsonl"
+PROGRESS_MODES = ("auto", "bar", "lines", "none")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Writes `obj` as indented JSON atomically (temporary file, then rename)."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON object in a file written by `write_json`."""
+    return json.loads(pathlib.Path(path).read_text())
+
+
+def _scalar(value: Any) -> float | int | None:
+    """A host float (None for NaN/inf, which strict JSON cannot hold)."""
+    if isinstance(value, (bool, int)):
+        return int(value)
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """All log points of a run, oldest first (a torn last line from a kill is skipped)."""
+    path = pathlib.Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def truncate_metrics(run_dir: str | os.PathLike, max_step: int) -> None:
+    """Keeps only log points with step <= max_step (a resumed run redoes the later ones)."""
+    path = pathlib.Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return
+    kept = [row for row in read_metrics(run_dir) if row.get("step", 0) <= max_step]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
+    os.replace(tmp, path)
+
+
+def use_progress_bar(mode: str) -> bool:
+    """'auto' means a bar when stderr is a terminal and the CI variable is unset."""
+    if mode == "auto":
+        return sys.stderr.isatty() and not os.environ.get("CI")
+    return mode == "bar"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+class RunLog:
+    """The writers of one run directory.
+
+    Args:
+      run_dir: where metrics.jsonl and the event files go.
+      total_steps: env steps the run will reach (for progress and ETA).
+      start_step: env steps already done (non-zero on resume).
+      progress: 'auto', 'bar', 'lines' or 'none'.
+      tensorboard: write TensorBoard event files.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        total_steps: int,
+        start_step: int = 0,
+        progress: str = "auto",
+        tensorboard: bool = True,
+    ):
+        self.run_dir = pathlib.Path(run_dir)
+        self.total_steps = total_steps
+        self.start_step = start_step
+        self._start_time = time.monotonic()
+        self._metrics = open(self.run_dir / METRICS_FILE, "a", buffering=1)
+        self._writer = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter  # optional at import time, needed here
+
+            # purge_step hides events a killed run logged past the checkpoint we resumed from.
+            self._writer = SummaryWriter(
+                logdir=str(self.run_dir), purge_step=start_step + 1 if start_step else None
+            )
+        self._bar = None
+        self._lines = False
+        if progress != "none":
+            if use_progress_bar(progress):
+                from tqdm import tqdm
+
+                self._bar = tqdm(
+                    total=total_steps, initial=start_step, unit="step", unit_scale=True,
+                    dynamic_ncols=True, file=sys.stderr, smoothing=0.1,
+                )
+            else:
+                self._lines = True
+        self._last_eval: float | None = None
+
+    def log(self, step: int, wall_s: float, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        """Writes one log point; `metrics` are host scalars keyed like 'train/episode_reward'."""
+        row: dict[str, Any] = {"step": int(step), "wall_s": round(float(wall_s), 3)}
+        row.update({k: _scalar(v) for k, v in sorted(metrics.items())})
+        self._metrics.write(json.dumps(row) + "\n")
+        if self._writer is not None:
+            for key, value in row.items():
+                if key != "step" and value is not None:
+                    self._writer.add_scalar(key, value, global_step=int(step))
+            self._writer.flush()
+        if row.get("eval/episode_reward") is not None:
+            self._last_eval = row["eval/episode_reward"]
+        self._progress(step, row)
+        return row
+
+    def _progress(self, step: int, row: Mapping[str, Any]) -> None:
+        train_return = row.get("train/episode_reward")
+        if row.get("train/episodes_finished") == 0:
+            train_return = None  # no episode ended in this iteration: nothing to report
+        if self._bar is not None:
+            self._bar.update(step - self._bar.n)
+            postfix = {}
+            if train_return is not None:
+                postfix["train"] = f"{train_return:.1f}"
+            if self._last_eval is not None:
+                postfix["eval"] = f"{self._last_eval:.1f}"
+            self._bar.set_postfix(postfix, refresh=True)
+        elif self._lines:
+            done = step - self.start_step
+            elapsed = time.monotonic() - self._start_time
+            eta = elapsed / done * (self.total_steps - step) if done > 0 else float("nan")
+            parts = [f"step {step}/{self.total_steps} ({100.0 * step / max(self.total_steps, 1):.1f}%)"]
+            sps = row.get("train/steps_per_second")
+            if sps is not None:
+                parts.append(f"{sps:,.0f} steps/s")
+            if train_return is not None:
+                parts.append(f"train return {train_return:.1f}")
+            if row.get("eval/episode_reward") is not None:
+                parts.append(f"eval return {row['eval/episode_reward']:.1f}")
+            if math.isfinite(eta):
+                parts.append(f"eta {_duration(eta)}")
+            print(" | ".join(parts), flush=True)
+
+    def message(self, text: str) -> None:
+        """A line of text that does not break the progress bar."""
+        if self._bar is not None:
+            self._bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._metrics.close()

@@ -1,0 +1,626 @@
+"""The shared experiment runner: run config, command line and the host training loop.
+
+An experiment module only supplies `get_config(preset)` and calls `run_cli`:
+
+    def main(argv=None) -> int:
+        return runner.run_cli(get_config, argv, name="humanoid_run", presets=PRESETS)
+
+The host loop only does I/O. Each pass calls the jitted `trainer.iteration(state)` once; every
+`log_every` env steps it pulls the metrics to the host; every `eval_every` it evaluates (and
+logs) with the key `fold_in(eval_key, iteration)` (the eval key is split from the seed once, so
+evaluation never touches the training key stream); every `checkpoint_every` it saves the complete
+TrainState. SIGINT/SIGTERM set a flag that is checked between iterations: the loop then saves
+a checkpoint and returns 128 + signal number.
+
+Cadences are given in env steps and rounded to whole iterations of
+`ppo.num_envs * ppo.unroll_length` env steps (at least one iteration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import functools
+import math
+import os
+import pathlib
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from jaxhum import checkpoint as checkpoint_lib
+from jaxhum import config as config_lib
+from jaxhum import runlog
+from jaxhum.config import ConfigError, FrozenMapping
+from jaxhum.rl.train import PPOConfig
+
+__all__ = [
+    "RESUMABLE_FIELDS",
+    "RunConfig",
+    "RunResult",
+    "build_env",
+    "build_trainer",
+    "every_iterations",
+    "make_policy",
+    "num_iterations",
+    "prepare",
+    "run_cli",
+    "saved_config",
+    "state_template",
+    "steps_per_iteration",
+    "train",
+    "validate",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One training run. Build it with an experiment's `get_config()`, never by hand-editing.
+
+    Attributes:
+      env_name: task name in the `jaxhum.envs` registry.
+      env: overrides passed to `jaxhum.envs.make(env_name, **env)`; set single keys with
+        `env.episode_length=500` or `env.reward_weights.ctrl_l2=0`.
+      ppo: PPO hyperparameters (`jaxhum.rl.train.PPOConfig`; see its docstring).
+      seed: seeds the training key (init, rollouts, SGD) and, split from it, the eval key.
+      num_timesteps: env steps to train for; rounded up to whole iterations.
+      log_every: env steps between log points (metrics.jsonl, TensorBoard, progress).
+      eval_every: env steps between evaluations; 0 disables evaluation (also the final one).
+      checkpoint_every: env steps between checkpoints (one is also saved at the end and on
+        SIGINT/SIGTERM).
+      keep_checkpoints: how many of the newest checkpoints to keep (the best one is kept
+        separately in best_checkpoint/).
+      out_dir: run directory; empty means runs/<env_name>/<UTC timestamp>-s<seed>.
+    """
+
+    env_name: str = "humanoid_run"
+    env: Mapping[str, Any] = FrozenMapping()
+    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+    seed: int = 0
+    num_timesteps: int = 50_000_000
+    log_every: int = 500_000
+    eval_every: int = 2_500_000
+    checkpoint_every: int = 5_000_000
+    keep_checkpoints: int = 3
+    out_dir: str = ""
+
+
+# Fields a resumed run may change: none of them alters the state's shapes or the training math
+# up to the point reached (a longer num_timesteps does lengthen a 'linear' lr schedule).
+RESUMABLE_FIELDS = ("num_timesteps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "out_dir")
+
+
+# ----------------------------------------------------------------------------- derived values
+
+
+def steps_per_iteration(config: RunConfig) -> int:
+    """Env steps per training iteration: num_envs * unroll_length."""
+    return config.ppo.num_envs * config.ppo.unroll_length
+
+
+def num_iterations(config: RunConfig) -> int:
+    """Iterations needed to reach num_timesteps (rounded up)."""
+    return max(1, math.ceil(config.num_timesteps / steps_per_iteration(config)))
+
+
+def every_iterations(config: RunConfig, env_steps: int) -> int:
+    """A cadence in env steps as a whole number of iterations (>= 1; 0 stays 0 = never)."""
+    if env_steps == 0:
+        return 0
+    return max(1, round(env_steps / steps_per_iteration(config)))
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _from_value_error(prefix: str, err: ValueError) -> ConfigError:
+    """'name: constraint' from a component's ValueError as a ConfigError on prefix.name."""
+    if isinstance(err, ConfigError):
+        return ConfigError(f"{prefix}.{err.field}", err.constraint)
+    text = " ".join(str(err).split())
+    name, sep, rest = text.partition(": ")
+    if sep and name.replace("_", "").isalnum():
+        return ConfigError(f"{prefix}.{name}", rest)
+    return ConfigError(prefix, text)
+
+
+def _validate_env(config: RunConfig) -> RunConfig:
+    from jaxhum import envs
+
+    require = config_lib.require
+    require(config.env_name in envs.REGISTRY, "env_name",
+            f"must be one of {', '.join(sorted(envs.REGISTRY))}, got {config.env_name!r}")
+    config_cls = envs.REGISTRY[config.env_name].config_cls
+    types_ = config_lib.field_types(config_cls)
+    for key in config.env:
+        require(key in types_, f"env.{key}", f"unknown field of {config.env_name}; known fields: {', '.join(sorted(types_))}")
+    # Values typed from the command line as JSON literals take the task config's field types.
+    env = FrozenMapping({k: config_lib.coerce(v, types_[k], f"env.{k}") for k, v in config.env.items()})
+    try:
+        envs.make_config(config.env_name, **env)
+    except ValueError as err:
+        raise _from_value_error("env", err) from None
+    return dataclasses.replace(config, env=env)
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Checks a run config; returns it with env override values coerced to their types.
+
+    Raises:
+      ConfigError: one line naming the first invalid field and the constraint it breaks.
+    """
+    config_lib.validate_types(config)
+    require = config_lib.require
+    for name in ("num_timesteps", "log_every", "checkpoint_every", "keep_checkpoints"):
+        value = getattr(config, name)
+        require(value > 0, name, f"must be a positive integer, got {value}")
+    require(config.eval_every >= 0, "eval_every", f"must be >= 0 (0 disables evaluation), got {config.eval_every}")
+    require(config.seed >= 0, "seed", f"must be >= 0, got {config.seed}")
+    try:
+        config.ppo.validate()
+    except ValueError as err:
+        raise _from_value_error("ppo", err) from None
+    return _validate_env(config)
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def build_env(config: RunConfig) -> Any:
+    """The task: `jaxhum.envs.make(env_name, **env)` (memoized: an Env is immutable)."""
+    return _make_env(config.env_name, FrozenMapping(config.env))
+
+
+@functools.lru_cache(maxsize=4)
+def _make_env(env_name: str, overrides: FrozenMapping) -> Any:
+    from jaxhum import envs
+
+    return envs.make(env_name, **overrides)
+
+
+def build_trainer(config: RunConfig, env: Any | None = None) -> Any:
+    """`jaxhum.rl.train.make_train` for this run (builds the env unless given)."""
+    from jaxhum.rl import train
+
+    return train.make_train(env if env is not None else build_env(config), config.ppo, num_iterations(config))
+
+
+def _keys(config: RunConfig) -> tuple[Any, Any]:
+    """(train_key, eval_key): one split of the seed; each has one purpose."""
+    import jax
+
+    train_key, eval_key = jax.random.split(jax.random.key(config.seed))
+    return train_key, eval_key
+
+
+def state_template(trainer: Any, config: RunConfig) -> Any:
+    """Shapes and dtypes of the TrainState (`jax.eval_shape` of init: nothing is computed).
+
+    Memoized on the fields that can change the state's structure, since tracing the env's reset
+    takes seconds; `trainer` must be the one built for `config`.
+    """
+    import jax
+
+    key = dataclasses.replace(config, **{f: getattr(RunConfig(), f) for f in RESUMABLE_FIELDS})
+    if key not in _TEMPLATES:
+        while len(_TEMPLATES) >= 4:
+            _TEMPLATES.pop(next(iter(_TEMPLATES)))
+        _TEMPLATES[key] = jax.eval_shape(trainer.init, _keys(config)[0])
+    return _TEMPLATES[key]
+
+
+_TEMPLATES: dict[RunConfig, Any] = {}  # shape-determining config -> TrainState template
+
+
+def make_policy(trainer: Any, state: Any, deterministic: bool = True) -> Callable[..., Any]:
+    """`policy(obs, key=None) -> action` from a TrainState (normalizer included), jitted."""
+    import jax
+
+    from jaxhum.rl.train import policy_bundle
+
+    params = policy_bundle(state)
+    if deterministic:
+        act = jax.jit(lambda p, obs: trainer.policy_fn(p, obs, None))
+
+        def policy(obs: Any, key: Any = None) -> Any:
+            del key  # the deterministic action needs none
+            return act(params, obs)
+    else:
+        sample = jax.jit(trainer.policy_fn)
+
+        def policy(obs: Any, key: Any = None) -> Any:
+            if key is None:
+                raise ValueError("key: a stochastic policy (deterministic=False) needs a PRNG key")
+            return sample(params, obs, key)
+
+    return policy
+
+
+def saved_config(store: checkpoint_lib.CheckpointStore, step: int | None = None, best: bool = False) -> RunConfig:
+    """The RunConfig stored with a checkpoint (newest readable one when step is None)."""
+    steps = store.steps(best=best)
+    if not steps:
+        raise checkpoint_lib.CheckpointError(f"{store.run_dir}: no complete checkpoint found")
+    candidates = [step] if step is not None else list(reversed(steps))
+    last_error: Exception | None = None
+    for candidate in candidates:
+        try:
+            data = store.read_json(candidate, "config", best=best)
+        except Exception as err:  # a damaged checkpoint: try the one before
+            last_error = err
+            continue
+        try:
+            return config_lib.from_json(RunConfig, data)
+        except ConfigError as err:
+            raise checkpoint_lib.CheckpointError(f"saved config does not fit this version of RunConfig: {err}") from None
+    raise checkpoint_lib.CheckpointError(f"{store.run_dir}: no checkpoint with a readable config ({last_error})")
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What `train` returns.
+
+    Attributes:
+      run_dir: the run directory.
+      step: env steps reached.
+      exit_code: 0, or 128 + signal number when stopped by SIGINT/SIGTERM.
+      summary: the final summary (also written to eval_summary.json when the run completed).
+    """
+
+    run_dir: pathlib.Path
+    step: int
+    exit_code: int
+    summary: dict[str, Any]
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM; the loop checks it between iterations. A second signal aborts."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def handler(self, signum: int, frame: Any) -> None:
+        del frame
+        if self.signum is not None:
+            raise KeyboardInterrupt  # second signal: stop now (checkpoints stay atomic)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signal_flag() -> Iterator[_StopFlag]:
+    flag = _StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag  # signal handlers can only be installed from the main thread
+        return
+    previous = {s: signal.signal(s, flag.handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _to_host(metrics: Mapping[str, Any]) -> dict[str, float]:
+    import jax
+
+    return {k: float(v) for k, v in jax.device_get(dict(metrics)).items()}
+
+
+def train(
+    config: RunConfig,
+    run_dir: str | os.PathLike,
+    resume: bool = False,
+    progress: str = "auto",
+    trainer: Any | None = None,
+) -> RunResult:
+    """Trains (or resumes) a run in `run_dir`, writing every artifact there.
+
+    Args:
+      config: a validated RunConfig (see `validate`).
+      run_dir: the run directory (created if needed). With `resume`, the newest complete
+        checkpoint in `run_dir/checkpoints` is restored first.
+      resume: continue from run_dir's checkpoints.
+      progress: 'auto', 'bar', 'lines' or 'none'.
+      trainer: a prebuilt `make_train` result for this config (built when None).
+    Returns:
+      RunResult; exit_code is 128 + signum when a signal stopped the run (after a checkpoint).
+    """
+    import jax
+
+    run_dir = pathlib.Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = trainer if trainer is not None else build_trainer(config)
+    per_iteration = steps_per_iteration(config)
+    total_iterations = num_iterations(config)
+    log_every = every_iterations(config, config.log_every)
+    eval_every = every_iterations(config, config.eval_every)
+    checkpoint_every = every_iterations(config, config.checkpoint_every)
+    train_key, eval_key = _keys(config)
+    config_json = config_lib.to_json(config)
+
+    store = checkpoint_lib.CheckpointStore(run_dir, keep=config.keep_checkpoints)
+    wall_offset = 0.0
+    best_return: float | None = None
+    best_step: int | None = None
+    messages: list[str] = []
+    if resume:
+        restored = store.restore(
+            template=state_template(trainer, config), warn=messages.append, quarantine=True
+        )
+        state = restored.state
+        wall_offset = float(restored.meta.get("wall_s", 0.0))
+        best_return = restored.meta.get("best_eval_return")
+        best_step = restored.meta.get("best_step")
+        best_steps = store.steps(best=True)
+        if best_steps:  # a best checkpoint saved after the restored one still counts
+            best_meta = store.read_json(best_steps[-1], "meta", best=True)
+            if best_meta.get("eval_return") is not None and (best_return is None or best_meta["eval_return"] > best_return):
+                best_return, best_step = best_meta["eval_return"], best_steps[-1]
+        runlog.truncate_metrics(run_dir, restored.step)
+    else:
+        state = trainer.init(train_key)
+    start_iteration = int(jax.device_get(state.iteration))
+    runlog.write_json(run_dir / "config.json", config_json)
+
+    log = runlog.RunLog(run_dir, total_iterations * per_iteration, start_iteration * per_iteration, progress)
+    for text in messages:
+        print(f"warning: {text}", file=sys.stderr, flush=True)
+    if resume:
+        log.message(f"resumed {run_dir} at step {start_iteration * per_iteration}")
+
+    start_time = time.monotonic()
+    last_eval: dict[str, float] = {}
+    last_row: dict[str, Any] = {}
+    iteration = start_iteration
+    # Throughput is measured from the end of the first iteration (which includes compilation).
+    rate_mark: tuple[float, int] | None = None
+
+    def wall() -> float:
+        return wall_offset + time.monotonic() - start_time
+
+    def save(it: int, state: Any, best: bool = False) -> None:
+        meta = {
+            "iteration": it,
+            "wall_s": wall(),
+            "eval_return": last_eval.get("eval/episode_reward"),
+            "best_eval_return": best_return,
+            "best_step": best_step,
+        }
+        store.save(it * per_iteration, state, config_json, meta, best=best)
+
+    exit_code = 0
+    try:
+        with _signal_flag() as stop:
+            while iteration < total_iterations and stop.signum is None:
+                state, metrics = trainer.iteration(state)
+                iteration += 1
+                if rate_mark is None:
+                    jax.block_until_ready(state)
+                    rate_mark = (time.monotonic(), iteration)
+                final = iteration == total_iterations
+                evaluate = eval_every > 0 and (iteration % eval_every == 0 or final)
+                if evaluate or iteration % log_every == 0 or final:
+                    row = _to_host(metrics)
+                    now = time.monotonic()
+                    if iteration > rate_mark[1]:
+                        row["train/steps_per_second"] = (iteration - rate_mark[1]) * per_iteration / (now - rate_mark[0])
+                    else:  # the first iteration of this process: the figure includes compilation
+                        row["train/steps_per_second"] = (iteration - start_iteration) * per_iteration / (now - start_time)
+                    is_best = False
+                    if evaluate:
+                        last_eval = _to_host(trainer.evaluate(state, jax.random.fold_in(eval_key, iteration)))
+                        row.update(last_eval)
+                        value = last_eval.get("eval/episode_reward")
+                        if value is not None and math.isfinite(value) and (best_return is None or value > best_return):
+                            best_return, best_step, is_best = value, iteration * per_iteration, True
+                    last_row = log.log(iteration * per_iteration, wall(), row)
+                    if is_best:
+                        save(iteration, state, best=True)
+                    rate_mark = (time.monotonic(), iteration)  # evaluation and saving are not training
+                if iteration % checkpoint_every == 0 or final:
+                    save(iteration, state)
+                    rate_mark = (time.monotonic(), iteration)
+            if stop.signum is not None and iteration < total_iterations:
+                save(iteration, state)
+                exit_code = 128 + stop.signum
+                name = signal.Signals(stop.signum).name
+                log.message(f"stopped by {name} at step {iteration * per_iteration}; checkpoint saved in "
+                            f"{run_dir / checkpoint_lib.CHECKPOINT_DIR}; continue with --resume {run_dir}")
+    finally:
+        log.close()
+        store.close()
+
+    summary = {
+        "run_dir": str(run_dir),
+        "step": iteration * per_iteration,
+        "iteration": iteration,
+        "num_timesteps": total_iterations * per_iteration,
+        "wall_s": round(wall(), 3),
+        "train/episode_reward": last_row.get("train/episode_reward"),
+        "train/steps_per_second": last_row.get("train/steps_per_second"),
+        "best_eval_return": best_return,
+        "best_step": best_step,
+        **{k: v for k, v in last_eval.items()},
+    }
+    if exit_code == 0 and iteration > start_iteration:
+        runlog.write_json(run_dir / "eval_summary.json", summary)
+    elif exit_code == 0 and (run_dir / "eval_summary.json").exists():
+        summary = {**summary, **runlog.read_json(run_dir / "eval_summary.json"), "wall_s": summary["wall_s"]}
+    return RunResult(run_dir=run_dir, step=iteration * per_iteration, exit_code=exit_code, summary=summary)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        raise _UsageError(message)
+
+
+# Convenience flags: each is a plain alias of an override on one config field.
+_FLAG_FIELDS = {
+    "seed": "seed",
+    "num_envs": "ppo.num_envs",
+    "num_timesteps": "num_timesteps",
+    "out": "out_dir",
+    "checkpoint_every": "checkpoint_every",
+}
+
+
+def make_parser(name: str, presets: Sequence[str]) -> argparse.ArgumentParser:
+    """The command line shared by every experiment module."""
+    parser = _Parser(
+        prog=f"python -m experiments.{name}",
+        description=f"Train {name} with PPO. Any config field can be set with --set field=value "
+        "(or a bare field=value), e.g. ppo.learning_rate=1e-4 env.episode_length=500.",
+    )
+    parser.add_argument("--preset", choices=list(presets), help="config preset (default: by JAX backend)")
+    parser.add_argument("--seed", type=str, help="alias of seed=S")
+    parser.add_argument("--num-envs", type=str, help="alias of ppo.num_envs=N")
+    parser.add_argument("--num-timesteps", type=str, help="alias of num_timesteps=T")
+    parser.add_argument("--out", type=str, help="run directory (alias of out_dir=DIR)")
+    parser.add_argument("--checkpoint-every", type=str, help="alias of checkpoint_every=N (env steps)")
+    parser.add_argument("--resume", type=str, metavar="DIR", help="continue the run in DIR from its newest checkpoint")
+    parser.add_argument("--progress", choices=runlog.PROGRESS_MODES, default="auto",
+                        help="progress output (auto: a bar on a terminal unless CI is set)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override any config field (repeatable)")
+    parser.add_argument("positional", nargs="*", metavar="FIELD=VALUE", help="same as --set")
+    parser.add_argument("--print-config", action="store_true", help="print the config as JSON and exit")
+    return parser
+
+
+def _overrides_from_args(args: argparse.Namespace) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for flag, field in _FLAG_FIELDS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[field] = value
+    overrides.update(config_lib.parse_overrides(list(args.overrides) + list(args.positional)))
+    return overrides
+
+
+def default_run_dir(config: RunConfig) -> pathlib.Path:
+    """runs/<env_name>/<UTC timestamp>-s<seed>."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return pathlib.Path("runs") / config.env_name / f"{stamp}-s{config.seed}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A checked command line: the config to run, where, and whether it resumes."""
+
+    config: RunConfig
+    run_dir: pathlib.Path
+    resume: bool
+    progress: str
+    print_only: bool
+
+
+def prepare(
+    get_config: Callable[[str | None], RunConfig],
+    argv: Sequence[str] | None,
+    name: str,
+    presets: Sequence[str],
+) -> Prepared:
+    """Parses and checks a command line without building, compiling or writing anything.
+
+    Raises:
+      ConfigError / CheckpointError / _UsageError: bad input, one line each.
+    """
+    args = make_parser(name, presets).parse_intermixed_args(argv)
+    overrides = _overrides_from_args(args)
+    if args.resume is None:
+        config = config_lib.apply_overrides(get_config(args.preset), overrides)
+        config = validate(config)
+        run_dir = pathlib.Path(config.out_dir) if config.out_dir else default_run_dir(config)
+        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            raise ConfigError("out_dir", f"{run_dir} already exists and is not empty; "
+                              f"continue it with --resume {run_dir} or choose another --out")
+        config = dataclasses.replace(config, out_dir=str(run_dir))
+        return Prepared(config, run_dir, False, args.progress, args.print_config)
+
+    if args.preset is not None:
+        raise ConfigError("--preset", "cannot be combined with --resume (the run's saved config is used)")
+    resume_dir = pathlib.Path(args.resume)
+    if not resume_dir.is_dir():
+        raise ConfigError("--resume", f"{resume_dir} does not exist or is not a directory")
+    store = checkpoint_lib.CheckpointStore(resume_dir, read_only=True)
+    try:
+        if not store.steps():
+            raise ConfigError("--resume", f"{resume_dir} holds no complete checkpoint "
+                              f"(nothing under {resume_dir / checkpoint_lib.CHECKPOINT_DIR})")
+        saved = saved_config(store)
+    finally:
+        store.close()
+    config = config_lib.apply_overrides(saved, overrides)
+    for field, old, new in config_lib.diff(saved, config):
+        top = field.split(".")[0]
+        if top not in RESUMABLE_FIELDS:
+            raise ConfigError(field, f"cannot be changed on resume (saved {old!r}, given {new!r}); "
+                              f"allowed on resume: {', '.join(RESUMABLE_FIELDS)}")
+    config = validate(config)
+    run_dir = resume_dir
+    if "out_dir" in overrides and pathlib.Path(overrides["out_dir"]).resolve() != resume_dir.resolve():
+        raise ConfigError("out_dir", "a resumed run continues in its own directory (copy the directory to fork a run)")
+    config = dataclasses.replace(config, out_dir=str(run_dir))
+    return Prepared(config, run_dir, True, args.progress, args.print_config)
+
+
+def _print_summary(result: RunResult) -> None:
+    s = result.summary
+    lines = [f"run directory: {result.run_dir}", f"env steps: {s['step']} of {s['num_timesteps']}, wall {s['wall_s']:.1f} s"]
+    if s.get("eval/episode_reward") is not None:
+        lines.append(f"final eval return: {s['eval/episode_reward']:.2f} (episode length {s.get('eval/episode_length', float('nan')):.0f})")
+    if s.get("best_eval_return") is not None:
+        lines.append(f"best eval return: {s['best_eval_return']:.2f} at step {s['best_step']}")
+    if s.get("train/steps_per_second") is not None:
+        lines.append(f"training speed: {s['train/steps_per_second']:,.0f} env steps/s")
+    lines.append(f"load the policy: jaxhum.checkpoint.load_policy({str(result.run_dir)!r})")
+    print("\n".join(lines), flush=True)
+
+
+def run_cli(
+    get_config: Callable[[str | None], RunConfig],
+    argv: Sequence[str] | None = None,
+    name: str = "experiment",
+    presets: Sequence[str] = ("cpu", "gpu"),
+) -> int:
+    """Entry point of `python -m experiments.<name>`; returns the process exit status.
+
+    Bad input prints `error: <field>: <constraint>` on stderr and returns 2, before anything
+    is compiled or written.
+    """
+    try:
+        prepared = prepare(get_config, argv, name, presets)
+    except (ConfigError, checkpoint_lib.CheckpointError, _UsageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if prepared.print_only:
+        print(config_lib.dumps(prepared.config))
+        return 0
+    try:
+        result = train(prepared.config, prepared.run_dir, resume=prepared.resume, progress=prepared.progress)
+    except checkpoint_lib.CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted twice; stopped without a final checkpoint (the previous ones are intact)",
+              file=sys.stderr)
+        return 130
+    if result.exit_code == 0:
+        _print_summary(result)
+    return result.exit_code
+

@@ -1,0 +1,130 @@
+"""CLI smoke run with tiny settings: every artifact is written; the saved policy loads and acts.
+
+The subprocess shares a persistent JAX compilation cache (under .pytest_cache) so that repeated
+test runs skip most of the compile time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import struct
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxhum import checkpoint, config as config_lib, runner
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# 4 envs x 4 steps = 16 env steps per iteration; 20 iterations; log every 3, evaluate every 10.
+TINY = [
+    "--preset", "cpu", "--num-envs", "4", "--num-timesteps", "320", "--checkpoint-every", "128",
+    "--set", "ppo.unroll_length=4", "ppo.num_minibatches=2", "ppo.num_updates_per_batch=1",
+    "ppo.policy_hidden_sizes=8", "ppo.value_hidden_sizes=8", "ppo.num_eval_envs=2",
+    "env.episode_length=20", "log_every=48", "eval_every=160", "keep_checkpoints=2",
+]
+
+
+def subprocess_env(cache_dir: pathlib.Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1",
+        JAX_PLATFORMS="cpu",
+        CI="1",
+    )
+    return env
+
+
+def read_tfevents(path: pathlib.Path) -> list[tuple[str, int, float]]:
+    """(tag, step, value) of every scalar in a TensorBoard event file (no tensorboard needed)."""
+    from tensorboardX.proto import event_pb2
+
+    data = path.read_bytes()
+    out, offset = [], 0
+    while offset + 12 <= len(data):
+        (length,) = struct.unpack("<Q", data[offset:offset + 8])
+        record = data[offset + 12:offset + 12 + length]
+        offset += 12 + length + 4
+        event = event_pb2.Event.FromString(record)
+        for value in event.summary.value:
+            out.append((value.tag, event.step, value.simple_value))
+    return out
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, request):
+    cache = request.config.cache.mkdir("jax_compilation_cache")
+    run_dir = tmp_path_factory.mktemp("smoke") / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.humanoid_run", *TINY, "--out", str(run_dir)],
+        cwd=REPO, env=subprocess_env(cache), capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir, proc
+
+
+def test_cli_writes_every_artifact(smoke_run):
+    run_dir, proc = smoke_run
+    assert "Traceback" not in proc.stderr
+    # config.json: the full config, readable back.
+    cfg = config_lib.from_json(runner.RunConfig, json.loads((run_dir / "config.json").read_text()))
+    assert cfg.ppo.num_envs == 4 and cfg.env == {"episode_length": 20} and cfg.out_dir == str(run_dir)
+    # metrics.jsonl: one object per log point (every 3 iterations, every evaluation, the end);
+    # evaluations every 10 iterations, which is not a multiple of the log cadence.
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    log_steps = sorted(set(range(48, 321, 48)) | {160, 320})
+    assert [r["step"] for r in rows] == log_steps
+    for row in rows:
+        assert {"step", "wall_s", "train/steps_per_second", "train/episode_reward", "train/total_loss"} <= set(row)
+    eval_steps = [r["step"] for r in rows if "eval/episode_reward" in r]
+    assert eval_steps == [160, 320]
+    assert all(np.isfinite(r["train/total_loss"]) for r in rows)
+    # TensorBoard scalars for the same points.
+    events = list(run_dir.glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    scalars = read_tfevents(events[0])
+    assert {s for t, s, _ in scalars if t == "eval/episode_reward"} == {160, 320}
+    assert {s for t, s, _ in scalars if t == "train/episode_reward"} == set(log_steps)
+    # checkpoints: the newest 2 of (128, 256, 320 = the end) plus the best one.
+    ckpt = sorted(int(p.name) for p in (run_dir / checkpoint.CHECKPOINT_DIR).iterdir() if p.name.isdigit())
+    assert ckpt == [256, 320]
+    assert len([p for p in (run_dir / checkpoint.BEST_DIR).iterdir() if p.name.isdigit()]) == 1
+    # final evaluation summary and the printed summary.
+    summary = json.loads((run_dir / "eval_summary.json").read_text())
+    assert summary["step"] == 320 and summary["eval/episode_reward"] == rows[-1]["eval/episode_reward"]
+    assert summary["best_eval_return"] == max(r["eval/episode_reward"] for r in rows if "eval/episode_reward" in r)
+    assert f"run directory: {run_dir}" in proc.stdout and "final eval return" in proc.stdout
+    assert "step 320/320 (100.0%)" in proc.stdout  # plain progress lines when not on a terminal
+
+
+def test_restore_and_load_policy(smoke_run):
+    run_dir, _ = smoke_run
+    state, cfg = checkpoint.restore(run_dir)
+    assert int(state.iteration) == 20 and cfg.ppo.num_envs == 4
+    assert state.env_state.obs.shape[0] == 4
+    best_state, _ = checkpoint.restore(run_dir, best=True)
+    assert int(best_state.iteration) in (10, 20)
+    earlier, _ = checkpoint.restore(run_dir, step=256)
+    assert int(earlier.iteration) == 16
+
+    policy = checkpoint.load_policy(run_dir)
+    obs = state.env_state.obs
+    action = policy(obs)
+    assert action.shape == (4, 17) and bool(jnp.all(jnp.abs(action) <= 1.0))
+    trainer = runner.build_trainer(cfg)
+    from jaxhum.rl.train import policy_bundle
+
+    expected = trainer.policy_fn(policy_bundle(state), obs, None)  # normalizer applied inside
+    np.testing.assert_array_equal(np.asarray(action), np.asarray(expected))
+    sampled = checkpoint.load_policy(run_dir, deterministic=False)
+    a1 = sampled(obs, jax.random.key(0))
+    assert a1.shape == (4, 17) and not np.array_equal(np.asarray(a1), np.asarray(action))
+    with pytest.raises(ValueError, match="key"):
+        sampled(obs)
