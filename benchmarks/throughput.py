@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-train", action="store_true", help="skip the training-rate column")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
-    num_envs = args.num_envs or ([8, 16] if args.smoke else [2048, 8192, 32768])
+    num_envs = args.num_envs or ([8] if args.smoke else [2048, 8192, 32768])
     steps = args.steps or (10 if args.smoke else 200)
     repeats = 1 if args.smoke else args.repeats
     train_iters = args.train_iterations or (2 if args.smoke else 5)

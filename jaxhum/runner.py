@@ -76,6 +76,8 @@ class RunConfig:
       keep_checkpoints: how many of the newest checkpoints to keep (the best one is kept
         separately in best_checkpoint/).
       out_dir: run directory; empty means runs/<env_name>/<UTC timestamp>-s<seed>.
+      stop_at_eval_return: end the run (with a final checkpoint) at the first evaluation
+        whose mean episode return reaches this value; inf never stops early.
     """
 
     env_name: str = "humanoid_run"
@@ -88,11 +90,14 @@ class RunConfig:
     checkpoint_every: int = 5_000_000
     keep_checkpoints: int = 3
     out_dir: str = ""
+    stop_at_eval_return: float = math.inf
 
 
 # Fields a resumed run may change: none of them alters the state's shapes or the training math
 # up to the point reached (a longer num_timesteps does lengthen a 'linear' lr schedule).
-RESUMABLE_FIELDS = ("num_timesteps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "out_dir")
+RESUMABLE_FIELDS = (
+    "num_timesteps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "out_dir", "stop_at_eval_return",
+)
 
 
 # ----------------------------------------------------------------------------- derived values
@@ -335,6 +340,8 @@ def train(
     """
     import jax
 
+    # Wall time counts from here: building the trainer and every compile are part of the run.
+    start_time = time.monotonic()
     run_dir = pathlib.Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = trainer if trainer is not None else build_trainer(config)
@@ -376,7 +383,6 @@ def train(
     if resume:
         log.message(f"resumed {run_dir} at step {start_iteration * per_iteration}")
 
-    start_time = time.monotonic()
     last_eval: dict[str, float] = {}
     last_row: dict[str, Any] = {}
     iteration = start_iteration
@@ -421,6 +427,11 @@ def train(
                         value = last_eval.get("eval/episode_reward")
                         if value is not None and math.isfinite(value) and (best_return is None or value > best_return):
                             best_return, best_step, is_best = value, iteration * per_iteration, True
+                        if value is not None and value >= config.stop_at_eval_return and not final:
+                            final = True
+                            total_iterations = iteration
+                            log.message(f"eval return {value:.1f} reached stop_at_eval_return "
+                                        f"{config.stop_at_eval_return} at step {iteration * per_iteration}")
                     last_row = log.log(iteration * per_iteration, wall(), row)
                     if is_best:
                         save(iteration, state, best=True)
