@@ -23,6 +23,17 @@ from jaxhum.rl.train import PPOConfig
 
 PRESETS = ("cpu", "gpu")
 
+# brax's published humanoid PPO hyperparameters, shared by both presets.
+_BRAX_HUMANOID_PPO = dict(
+    discounting=0.97,
+    gae_lambda=0.95,
+    clip_epsilon=0.3,
+    entropy_cost=1e-3,
+    learning_rate=3e-4,
+    reward_scaling=0.1,
+    normalize_observations=True,
+)
+
 
 def get_config(preset: str | None = None) -> runner.RunConfig:
     """The run config of a preset ('cpu' or 'gpu'; None picks by JAX backend). Fields: see RunConfig."""
@@ -43,14 +54,8 @@ def get_config(preset: str | None = None) -> runner.RunConfig:
                 unroll_length=40,
                 num_minibatches=32,
                 num_updates_per_batch=8,
-                discounting=0.97,
-                gae_lambda=0.95,
-                clip_epsilon=0.3,
-                entropy_cost=1e-3,
-                learning_rate=3e-4,
+                **_BRAX_HUMANOID_PPO,
                 max_grad_norm=0.0,
-                reward_scaling=0.1,
-                normalize_observations=True,
                 policy_hidden_sizes=(32, 32, 32, 32),
                 value_hidden_sizes=(256, 256, 256, 256, 256),
                 num_eval_envs=128,
@@ -70,12 +75,7 @@ def get_config(preset: str | None = None) -> runner.RunConfig:
                 unroll_length=10,
                 num_minibatches=8,
                 num_updates_per_batch=4,
-                discounting=0.97,
-                gae_lambda=0.95,
-                clip_epsilon=0.3,
-                entropy_cost=1e-3,
-                learning_rate=3e-4,
-                reward_scaling=0.1,
+                **_BRAX_HUMANOID_PPO,
                 policy_hidden_sizes=(32, 32),
                 value_hidden_sizes=(64, 64),
                 num_eval_envs=16,

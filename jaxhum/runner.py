@@ -105,7 +105,7 @@ RESUMABLE_FIELDS = (
 
 def steps_per_iteration(config: RunConfig) -> int:
     """Env steps per training iteration: num_envs * unroll_length."""
-    return config.ppo.num_envs * config.ppo.unroll_length
+    return config.ppo.env_steps_per_iteration
 
 
 def num_iterations(config: RunConfig) -> int:

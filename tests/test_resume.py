@@ -11,7 +11,6 @@ newest checkpoint is then corrupted. Phase 2 resumes both.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import random
 import signal
@@ -36,18 +35,6 @@ TINY = [
     "ppo.policy_hidden_sizes=8", "ppo.value_hidden_sizes=8", "ppo.num_eval_envs=2",
     "env.episode_length=20", f"log_every={10 * ITERATION}", "keep_checkpoints=3",
 ]
-
-
-def _env(cache_dir: pathlib.Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1",
-        JAX_PLATFORMS="cpu",
-        CI="1",
-    )
-    return env
 
 
 def _start(args: list[str], env: dict[str, str], log: pathlib.Path) -> subprocess.Popen:
@@ -89,8 +76,8 @@ def _final_leaves(run_dir: pathlib.Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, request):
-    env = _env(request.config.cache.mkdir("jax_compilation_cache"))
+def runs(tmp_path_factory, subprocess_env):
+    env = subprocess_env
     root = tmp_path_factory.mktemp("resume")
     dirs = {name: root / name for name in ("ref", "term", "kill")}
     logs = {name: root / f"{name}.log" for name in dirs}

@@ -7,7 +7,6 @@ test runs skip most of the compile time.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import struct
 import subprocess
@@ -30,18 +29,6 @@ TINY = [
 ]
 
 
-def subprocess_env(cache_dir: pathlib.Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1",
-        JAX_PLATFORMS="cpu",
-        CI="1",
-    )
-    return env
-
-
 def read_tfevents(path: pathlib.Path) -> list[tuple[str, int, float]]:
     """(tag, step, value) of every scalar in a TensorBoard event file (no tensorboard needed)."""
     from tensorboardX.proto import event_pb2
@@ -59,12 +46,11 @@ def read_tfevents(path: pathlib.Path) -> list[tuple[str, int, float]]:
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, request):
-    cache = request.config.cache.mkdir("jax_compilation_cache")
+def smoke_run(tmp_path_factory, subprocess_env):
     run_dir = tmp_path_factory.mktemp("smoke") / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.humanoid_run", *TINY, "--out", str(run_dir)],
-        cwd=REPO, env=subprocess_env(cache), capture_output=True, text=True, timeout=600,
+        cwd=REPO, env=subprocess_env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir, proc
