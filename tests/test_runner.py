@@ -114,3 +114,24 @@ def test_restore_and_load_policy(smoke_run):
     assert a1.shape == (4, 17) and not np.array_equal(np.asarray(a1), np.asarray(action))
     with pytest.raises(ValueError, match="key"):
         sampled(obs)
+
+
+def test_stop_at_eval_return_ends_run_at_first_eval_reaching_it(tmp_path):
+    """A run ends (with a final checkpoint and summary) at the first evaluation >= the target."""
+    from test_rl_train import make_point_env
+
+    from jaxhum.rl import PPOConfig, make_train
+
+    ppo = PPOConfig(num_envs=4, unroll_length=4, num_minibatches=2, num_updates_per_batch=1,
+                    policy_hidden_sizes=(8,), value_hidden_sizes=(8,), num_eval_envs=2)
+    # point-env returns are negative; -1e9 is reached at the first evaluation (iteration 3)
+    config = runner.RunConfig(ppo=ppo, num_timesteps=16 * 50, log_every=16, eval_every=48,
+                              checkpoint_every=16 * 50, stop_at_eval_return=-1e9)
+    env = make_point_env(episode_length=8)
+    trainer = make_train(env, ppo, runner.num_iterations(config))
+    result = runner.train(config, tmp_path / "run", progress="none", trainer=trainer)
+    assert result.exit_code == 0
+    assert result.step == 48
+    assert (tmp_path / "run" / "checkpoints" / "48").is_dir()
+    summary = json.loads((tmp_path / "run" / "eval_summary.json").read_text())
+    assert summary["step"] == 48 and summary["eval/episode_reward"] >= -1e9
