@@ -123,6 +123,10 @@ def run_ours(seed: int, target: float, smoke: bool) -> dict:
     out = tempfile.mkdtemp(prefix="jaxhum-bench-")
     argv = ["--preset", "cpu" if smoke else "gpu", "--seed", str(seed), "--out", out]
     argv += ["--set", f"stop_at_eval_return={target}", "--progress", "none"]
+    if smoke:  # a few tiny iterations, one evaluation
+        argv += ["--num-envs", "16", "--num-timesteps", "256", "ppo.unroll_length=4", "ppo.num_minibatches=4",
+                 "ppo.num_updates_per_batch=1", "ppo.num_eval_envs=4", "env.episode_length=16",
+                 "log_every=64", "eval_every=256", "checkpoint_every=256"]
     start = time.perf_counter()
     code = humanoid_run.main(argv)
     total = time.perf_counter() - start

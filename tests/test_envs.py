@@ -185,7 +185,8 @@ def test_to_brax_runs_under_brax_training_wrappers(env):
 
     benv = jaxhum.envs.to_brax(env)
     assert isinstance(benv, BraxEnv)
-    wrapped = training.wrap(benv, episode_length=3, action_repeat=1)
+    # the wrappers brax's PPO puts around an env for training and for evaluation
+    wrapped = training.EvalWrapper(training.wrap(benv, episode_length=3, action_repeat=1))
     state = jax.jit(wrapped.reset)(jax.random.split(jax.random.PRNGKey(0), 2))
     step = jax.jit(wrapped.step)
     for _ in range(3):
@@ -193,6 +194,7 @@ def test_to_brax_runs_under_brax_training_wrappers(env):
     np.testing.assert_array_equal(state.done, 1.0)  # brax's EpisodeWrapper truncated at 3 steps
     np.testing.assert_array_equal(state.info["truncation"], 1.0)
     chex.assert_tree_all_finite(state.obs)
+    assert state.info["eval_metrics"].episode_metrics["reward"].shape == (2,)
 
 
 # ---- reward terms against hand-derived numbers ------------------------------------------------

@@ -31,7 +31,10 @@ def to_brax(env: Env) -> Any:
 
         def step(self, state: BraxState, action: jax.Array) -> BraxState:
             s = self._task.step_without_reset(state.pipeline_state, action)
-            return state.replace(pipeline_state=s, obs=s.obs, reward=s.reward, done=s.done, metrics=dict(s.metrics))
+            # Keep metric keys that brax's wrappers added (EvalWrapper adds 'reward'): scans over
+            # the state need the same keys in and out.
+            metrics = {**state.metrics, **s.metrics}
+            return state.replace(pipeline_state=s, obs=s.obs, reward=s.reward, done=s.done, metrics=metrics)
 
         @property
         def observation_size(self) -> int:
