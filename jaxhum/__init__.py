@@ -1,12 +1,17 @@
 """jaxhum: a JAX stack for training humanoid behaviours with reinforcement learning on MuJoCo MJX."""
 
 import contextlib as _contextlib
+import io as _io
 import sys as _sys
 
-# mujoco.mjx prints to stdout when its optional warp backend is not installed; route that to
-# stderr so what jaxhum programs print on stdout (such as --print-config's JSON) stays clean.
-with _contextlib.redirect_stdout(_sys.stderr):
+# mujoco.mjx prints "Failed to import warp..." to stdout when its optional warp backend is not
+# installed; jaxhum uses the 'jax' implementation, so drop those lines (and pass on anything
+# else) to keep what jaxhum programs print (such as --print-config's JSON) clean.
+with _contextlib.redirect_stdout(_io.StringIO()) as _captured:
     import mujoco.mjx  # noqa: F401
+for _line in _captured.getvalue().splitlines():
+    if not _line.startswith(("Failed to import warp", "Failed to import mujoco_warp")):
+        print(_line, file=_sys.stderr)
 
 from jaxhum import envs, observations, rewards, sim  # noqa: E402
 
