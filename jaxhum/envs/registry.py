@@ -23,7 +23,7 @@ REGISTRY: Mapping[str, TaskSpec] = types.MappingProxyType(
 )
 
 
-def _check_type(name: str, field: dataclasses.Field, value: Any, default: Any) -> None:
+def _check_type(name: str, value: Any, default: Any) -> None:
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
@@ -61,7 +61,7 @@ def make_config(name: str, **overrides: Any) -> Any:
     changes = {}
     for key, value in overrides.items():
         default = getattr(defaults, key)
-        _check_type(key, fields[key], value, default)
+        _check_type(key, value, default)
         if isinstance(default, Mapping):
             value = types.MappingProxyType({**default, **dict(value)})
         elif isinstance(default, float):
