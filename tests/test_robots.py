@@ -273,7 +273,7 @@ def test_mjx_matches_native_mujoco_over_50_steps(rollout, robot, sim, idx):
     qpos, qvel, _, _ = _mjx_run(rollout, sim, idx.home_qpos, ctrls)
     ref_qpos, ref_qvel = _native_run(sim, robot, idx.home_qpos, ctrls[:50])
     assert np.abs(ref_qpos[:, idx.qpos_adr] - idx.home_joint_pos).max() > 0.05  # it does move
-    # Measured on CPU (float32 MJX vs float64 MuJoCo): max |qpos diff| 3e-6, max |qvel diff| 1.1e-4.
+    # Measured on CPU (float32 MJX vs float64 MuJoCo): max |qpos diff| 4e-6, max |qvel diff| 7e-4.
     np.testing.assert_allclose(qpos[:50], ref_qpos, atol=1e-4)
     np.testing.assert_allclose(qvel[:50], ref_qvel, atol=5e-3)
 
