@@ -4,6 +4,7 @@ One jitted MJX rollout (model, data and a control sequence as arguments) is comp
 module and shared by every physics test; actuators-off runs pass a model with zeroed gains.
 """
 
+import copy
 import dataclasses
 import types
 
@@ -15,7 +16,7 @@ import pytest
 from mujoco import mjx
 
 from jaxhum import sim as jsim
-from jaxhum.robots import ROBOTS, ActuatorGroup, Robot, foot_contacts, foot_contacts_np, get_robot
+from jaxhum.robots import ROBOTS, ActuatorGroup, Robot, action_to_ctrl, foot_contacts, foot_contacts_np, get_robot
 from jaxhum.sim import NameLookupError
 from jaxhum.sim.sensors import geoms_touching
 
@@ -75,8 +76,8 @@ def _mjx_run(rollout, sim, qpos, ctrls, model=None):
 def _native_run(sim, robot, qpos, ctrls, disableflags=None):
     m = sim.mj_model
     if disableflags is not None:
-        m = mujoco.MjModel.from_xml_path(str(robot.mjcf))
-        m.opt.disableflags = disableflags
+        m = copy.copy(m)
+        m.opt.disableflags |= disableflags
     data = mujoco.MjData(m)
     data.qpos[:] = qpos
     mujoco.mj_forward(m, data)
@@ -158,10 +159,10 @@ def test_index_errors_name_the_problem(robot, sim):
     with pytest.raises(NameLookupError, match=r"no site named 'imu2'"):
         dataclasses.replace(robot, imu_site="imu2").index(sim)
     stiff_knee = tuple(dataclasses.replace(g, kp=123.0) if g.matches("left_knee") else g for g in robot.groups)
-    with pytest.raises(ValueError, match=r"joint 'left_knee': MJCF kp .* differs from the robot's actuator group \(123.0\)"):
+    with pytest.raises(ValueError, match=r"'left_knee': MJCF kp .* differs from the robot's actuator group \(123.0\)"):
         dataclasses.replace(robot, groups=stiff_knee).index(sim)
     no_arms = tuple(g for g in robot.groups if not g.matches("left_elbow"))
-    with pytest.raises(ValueError, match=r"joint 'left_shoulder_pitch' must match exactly one actuator group, matches 0"):
+    with pytest.raises(ValueError, match=r"'left_shoulder_pitch' must match exactly one actuator group, matches 0"):
         dataclasses.replace(robot, groups=no_arms).index(sim)
     twice = robot.groups + (ActuatorGroup((r"waist_.*",), 1.0, 1.0, 1.0, 1.0, 1.0),)
     with pytest.raises(ValueError, match=r"'waist_yaw' must match exactly one actuator group, matches 2"):
@@ -272,18 +273,22 @@ def test_mjx_matches_native_mujoco_over_50_steps(rollout, robot, sim, idx):
     qpos, qvel, _, _ = _mjx_run(rollout, sim, idx.home_qpos, ctrls)
     ref_qpos, ref_qvel = _native_run(sim, robot, idx.home_qpos, ctrls[:50])
     assert np.abs(ref_qpos[:, idx.qpos_adr] - idx.home_joint_pos).max() > 0.05  # it does move
-    # Measured on CPU (float32 MJX vs float64 MuJoCo): max |qpos diff| 3e-6, max |qvel diff| 1.1e-4.
+    # Measured on CPU (float32 MJX vs float64 MuJoCo): max |qpos diff| 4e-6, max |qvel diff| 7e-4.
     np.testing.assert_allclose(qpos[:50], ref_qpos, atol=1e-4)
     np.testing.assert_allclose(qvel[:50], ref_qvel, atol=5e-3)
 
 
 def test_falls_with_actuators_off(rollout, robot, sim, idx):
     m = sim.mjx_model
-    limp = m.replace(actuator_gainprm=jnp.zeros_like(m.actuator_gainprm), actuator_biasprm=jnp.zeros_like(m.actuator_biasprm))
+    # Zeroed gains keep the compiled rollout (same shapes); native MuJoCo disables actuation instead.
+    limp = m.replace(
+        actuator_gainprm=jnp.zeros_like(m.actuator_gainprm), actuator_biasprm=jnp.zeros_like(m.actuator_biasprm)
+    )
     qpos = _mjx_run(rollout, sim, idx.home_qpos, _home_ctrls(idx), model=limp)[0]
     steps_3s = int(round(3.0 / idx.control_dt))
     assert qpos[:steps_3s, idx.root_qpos_adr + 2].min() < 0.5 * idx.standing_height
-    native, _ = _native_run(sim, robot, idx.home_qpos, _home_ctrls(idx, steps_3s), disableflags=mujoco.mjtDisableBit.mjDSBL_ACTUATION)
+    off = mujoco.mjtDisableBit.mjDSBL_ACTUATION
+    native, _ = _native_run(sim, robot, idx.home_qpos, _home_ctrls(idx, steps_3s), disableflags=off)
     assert native[:, idx.root_qpos_adr + 2].min() < 0.5 * idx.standing_height
 
 
@@ -291,3 +296,21 @@ def test_mjcf_ships_with_the_package(robot):
     assert robot.mjcf.is_file() and robot.mjcf.parent.name == "assets"
     assert robot.mjcf.read_text().lstrip().startswith("<!--")
     assert isinstance(robot, Robot)
+
+
+def test_action_to_ctrl_by_hand(idx):
+    a = np.zeros(21)
+    knee, ankle, elbow = (JH1_JOINTS.index(j) for j in ("left_knee", "left_ankle_roll", "right_elbow"))
+    a[knee], a[ankle], a[elbow] = 0.5, -3.0, 1.0  # -3 is clipped to -1
+    ctrl = np.asarray(jax.jit(lambda a: action_to_ctrl(idx, a))(jnp.asarray(a, jnp.float32)))
+    expected = idx.home_ctrl.copy()
+    expected[idx.actuator_ids[knee]] = 0.3 + 0.5 * 0.5  # home knee 0.3, scale 0.5
+    expected[idx.actuator_ids[ankle]] = 0.0 - 0.25  # home 0, scale 0.25
+    expected[idx.actuator_ids[elbow]] = 0.3 + 0.5
+    np.testing.assert_allclose(ctrl, expected, atol=1e-6)
+    # Targets stay inside the joint range: ankle roll range is +-0.2618, home 0, scale 0.25 -> 0.25 fits;
+    # knee lower limit -0.0873 is reached from home 0.3 with scale 0.5 at a = -1 -> -0.2, clipped.
+    a = np.zeros(21)
+    a[knee] = -1.0
+    ctrl = np.asarray(action_to_ctrl(idx, jnp.asarray(a, jnp.float32)))
+    assert ctrl[idx.actuator_ids[knee]] == pytest.approx(-0.087267)

@@ -3,6 +3,8 @@
     robot = get_robot("jh1")    # frozen Robot record
     sim = robot.load()          # jaxhum.sim.SimModel with the robot's physics options
     idx = robot.index(sim)      # RobotIndex: ids, addresses, gains, home pose, resolved by name
+    ctrl = action_to_ctrl(idx, a)   # a (A,) in [-1, 1] -> position targets (nu,)
+    on_floor = foot_contacts(idx, mjx_data)   # (2,) float32, left / right
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import types
 
 from jaxhum.robots.base import ActuatorGroup, Robot, RobotIndex
 from jaxhum.robots.contacts import foot_contacts, foot_contacts_np
+from jaxhum.robots.control import action_to_ctrl
 from jaxhum.robots.jh1 import JH1
 
 ROBOTS = types.MappingProxyType({JH1.name: JH1})
@@ -23,4 +26,13 @@ def get_robot(name: str) -> Robot:
     return ROBOTS[name]
 
 
-__all__ = ["ROBOTS", "ActuatorGroup", "Robot", "RobotIndex", "foot_contacts", "foot_contacts_np", "get_robot"]
+__all__ = [
+    "ROBOTS",
+    "ActuatorGroup",
+    "Robot",
+    "RobotIndex",
+    "action_to_ctrl",
+    "foot_contacts",
+    "foot_contacts_np",
+    "get_robot",
+]
