@@ -601,7 +601,9 @@ def prepare(
         config = config_lib.apply_overrides(get_config(args.preset), overrides)
         config = validate(config)
         run_dir = pathlib.Path(config.out_dir) if config.out_dir else default_run_dir(config)
-        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError("out_dir", f"{run_dir} is a file, not a directory; choose another --out")
+        if run_dir.exists() and any(run_dir.iterdir()):
             raise ConfigError("out_dir", f"{run_dir} already exists and is not empty; "
                               f"continue it with --resume {run_dir} or choose another --out")
         config = dataclasses.replace(config, out_dir=str(run_dir))
