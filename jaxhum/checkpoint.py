@@ -31,12 +31,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import logging
 import os
 import pathlib
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -223,7 +224,8 @@ class CheckpointStore:
             raise CheckpointError(f"{self.run_dir}: opened read-only, cannot save")
         name = BEST_DIR if best else CHECKPOINT_DIR
         try:
-            self._save(name, int(step), state, config, meta)
+            with _orbax_errors_unlogged():
+                self._save(name, int(step), state, config, meta)
         except Exception as err:  # noqa: BLE001 - Orbax and tensorstore raise many types
             self._discard_failed_save(name, int(step))
             raise CheckpointSaveError(
@@ -373,6 +375,19 @@ class CheckpointStore:
 
 class _MismatchError(Exception):
     pass
+
+
+@contextlib.contextmanager
+def _orbax_errors_unlogged() -> Iterator[None]:
+    """Keeps Orbax's own error logs (tracebacks from its writer threads, through absl's logger)
+    off stderr while saving: a failed save is reported once, as the CheckpointSaveError line."""
+    logger = logging.getLogger("absl")
+    previous = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def _describe_io_error(err: BaseException) -> str:
