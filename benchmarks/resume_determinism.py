@@ -16,7 +16,11 @@ Modes, each in its own process (XLA reads XLA_FLAGS once, when the backend start
   default        XLA's default flags;
   deterministic  --xla_gpu_deterministic_ops=true, plus --xla_gpu_exclude_nondeterministic_ops=true
                  when this jaxlib knows that flag (each flag is probed first; an unknown flag
-                 makes XLA abort, and the summary says which ones exist).
+                 makes XLA abort, and the summary says which ones exist);
+  deterministic_ops_only  (only with --modes) the first flag alone.
+A mode whose process fails (e.g. XLA refusing an op it cannot make deterministic) reports
+`error` with the end of its stderr instead of figures. The flags are appended to any XLA_FLAGS
+already set. Steps/s are steady-state training iterations of run A, compile excluded.
 
     python benchmarks/resume_determinism.py                       # GPU: 4096 envs, 8+8 iterations
     python benchmarks/resume_determinism.py --num-envs 8192 --iterations 20 --out det.json
@@ -202,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny CPU run (about a minute per mode)")
     parser.add_argument("--num-envs", type=int, default=None, help="default 4096 (smoke: 8)")
     parser.add_argument("--iterations", type=int, default=None, help="K, resumed at K/2 (default 16; smoke: 4)")
-    parser.add_argument("--modes", default="default,deterministic", help="comma-separated: default, deterministic")
+    parser.add_argument("--modes", default="default,deterministic",
+                        help="comma-separated: default, deterministic, deterministic_ops_only")
     parser.add_argument("--out", default=None, help="also write the JSON summary to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -215,16 +220,23 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args.num_envs, args.iterations, args.smoke)), flush=True)
         return 0
 
+    requested = [m.strip() for m in args.modes.split(",") if m.strip()]
+    names = ("default", "deterministic", "deterministic_ops_only")
+    if not requested or set(requested) - set(names):
+        parser.error(f"--modes: must be a subset of {', '.join(names)}; got {args.modes!r}")
     known = {flag: _flag_known(flag) for flag in DETERMINISM_FLAGS}
-    modes = {"default": [], "deterministic": [flag for flag in DETERMINISM_FLAGS if known[flag][0]]}
+    modes = {
+        "default": [],
+        "deterministic": [flag for flag in DETERMINISM_FLAGS if known[flag][0]],
+        # Only on request (--modes): tells the two flags' shares apart.
+        "deterministic_ops_only": [DETERMINISM_FLAGS[0]] if known[DETERMINISM_FLAGS[0]][0] else [],
+    }
     summary: dict[str, Any] = {
         "flags_known": {flag: ok for flag, (ok, _) in known.items()},
         "flags_rejected_with": {flag: text for flag, (ok, text) in known.items() if not ok},
         "modes": {},
     }
-    for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-        if mode not in modes:
-            parser.error(f"--modes: must be a subset of default, deterministic; got {mode!r}")
+    for mode in requested:
         t0 = time.perf_counter()
         summary["modes"][mode] = {**_run_mode(modes[mode], args), "wall_s": round(time.perf_counter() - t0, 1)}
     rates = {m: r.get("steps_per_second") for m, r in summary["modes"].items()}

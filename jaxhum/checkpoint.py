@@ -226,7 +226,7 @@ class CheckpointStore:
         try:
             with _orbax_errors_unlogged():
                 self._save(name, int(step), state, config, meta)
-        except Exception as err:  # noqa: BLE001 - Orbax and tensorstore raise many types
+        except Exception as err:  # Orbax and tensorstore raise many types
             self._discard_failed_save(name, int(step))
             raise CheckpointSaveError(
                 f"{self.run_dir / name / str(step)}: checkpoint could not be written ({_describe_io_error(err)}); "

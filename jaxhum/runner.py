@@ -163,7 +163,7 @@ def _check_builds(config: RunConfig) -> None:
     file or a missing name is bad input reported before anything is written."""
     try:
         build_env(config)
-    except Exception as err:  # noqa: BLE001 - whatever the task raises, the user gets one line
+    except Exception as err:  # whatever the task raises, the user gets one line
         raise _build_error(config, err) from None
 
 
@@ -653,7 +653,7 @@ def _has_checkpoint(run_dir: pathlib.Path) -> bool:
     store = checkpoint_lib.CheckpointStore(run_dir, read_only=True)
     try:
         return bool(store.steps())
-    except Exception:  # noqa: BLE001 - only decides whether to suggest --resume
+    except Exception:  # only decides whether to suggest --resume
         return False
     finally:
         store.close()
