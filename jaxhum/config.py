@@ -69,13 +69,17 @@ ALLOW_NON_FINITE = "allow_non_finite"
 def check_finite(value: Any, field: str, allowed: Sequence[float] = ()) -> None:
     """Raises `ConfigError(field, ...)` if `value` holds a float that is nan or +-inf.
 
-    Walks tuples and mappings (`field[i]`, `field.key`); `allowed` lists the infinities that
-    are accepted (nan never is: it compares unequal to everything).
+    Walks tuples, mappings and nested dataclasses (`field[i]`, `field.key`); `allowed` lists the
+    infinities that are accepted (nan never is: it compares unequal to everything). A nested
+    dataclass's fields use their own `ALLOW_NON_FINITE` metadata.
     """
     if isinstance(value, float) and not math.isfinite(value) and value not in allowed:
         also = "".join(f" or {a}" for a in allowed)
         raise ConfigError(field, f"must be a finite number{also}, got {value}")
-    if isinstance(value, (list, tuple)):
+    if _is_dataclass_instance(value):
+        for f in dataclasses.fields(value):
+            check_finite(getattr(value, f.name), f"{field}.{f.name}", tuple(f.metadata.get(ALLOW_NON_FINITE, ())))
+    elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             check_finite(item, f"{field}[{i}]", allowed)
     elif isinstance(value, Mapping):
