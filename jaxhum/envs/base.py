@@ -64,6 +64,9 @@ class Env:
       dt: control step in seconds.
       episode_length: steps after which an episode is truncated.
       sim: the loaded model (`jaxhum.sim.SimModel`).
+      observation_layout: (term name, size) of each observation slice, in order; sizes add up
+        to observation_size (what an exported policy's robot loop needs to build the vector).
+      robot: the `jaxhum.robots.Robot` record of tasks on one of our robots, else None.
     """
 
     name: str
@@ -77,6 +80,8 @@ class Env:
     dt: float
     episode_length: int
     sim: Any
+    observation_layout: tuple[tuple[str, int], ...] = ()
+    robot: Any = None
 
 
 def with_autoreset(

@@ -27,7 +27,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import mujoco
-import numpy as np
 
 from jaxhum import observations, rewards
 from jaxhum.envs.base import Env, EnvState, with_autoreset
@@ -202,7 +201,8 @@ def make(config: HumanoidRunConfig) -> Env:
             metrics=metrics,
         )
 
-    obs_shape = jax.eval_shape(reset, jax.ShapeDtypeStruct((2,), jnp.uint32)).obs.shape
+    obs_layout = observations.layout(
+        OBSERVATION_TERMS, {"data": jax.eval_shape(physics.init, model, qpos0, jnp.zeros((mj.nv,)))})
     return Env(
         name="humanoid_run",
         config=config,
@@ -210,9 +210,10 @@ def make(config: HumanoidRunConfig) -> Env:
         reset_to=reset_to,
         step=with_autoreset(step_without_reset, config.episode_length),
         step_without_reset=step_without_reset,
-        observation_size=int(np.prod(obs_shape)),
+        observation_size=sum(size for _, size in obs_layout),
         action_size=int(nu),
         dt=dt,
         episode_length=config.episode_length,
         sim=sim,
+        observation_layout=obs_layout,
     )
