@@ -28,13 +28,16 @@ Public API:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import logging
 import os
 import pathlib
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -45,6 +48,7 @@ __all__ = [
     "BEST_DIR",
     "CHECKPOINT_DIR",
     "CheckpointError",
+    "CheckpointSaveError",
     "CheckpointStore",
     "Restored",
     "load_policy",
@@ -60,6 +64,12 @@ _FORMAT = 1
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable or does not match; the message is one line."""
+
+
+class CheckpointSaveError(CheckpointError):
+    """Writing a checkpoint failed (disk full, permission denied, ...); the message is one line
+    that names the checkpoint directory. What the failed save wrote was removed; every
+    checkpoint saved before is untouched."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,11 +213,28 @@ class CheckpointStore:
 
         Blocks until the checkpoint is complete on disk. Saving a step that already exists is a
         no-op (the state at a given step is deterministic).
+
+        Raises:
+          CheckpointSaveError: the write failed (e.g. ENOSPC, EACCES). Orbax writes into
+            `<step>.orbax-checkpoint-tmp` and renames it only once complete, so the failed
+            step never counts as a checkpoint; its temporary directory is removed here, and
+            older checkpoints are untouched (none is deleted by the keep-newest-K policy).
         """
         if self.read_only:
             raise CheckpointError(f"{self.run_dir}: opened read-only, cannot save")
+        name = BEST_DIR if best else CHECKPOINT_DIR
+        try:
+            with _orbax_errors_unlogged():
+                self._save(name, int(step), state, config, meta)
+        except Exception as err:  # Orbax and tensorstore raise many types
+            self._discard_failed_save(name, int(step))
+            raise CheckpointSaveError(
+                f"{self.run_dir / name / str(step)}: checkpoint could not be written ({_describe_io_error(err)}); "
+                f"the checkpoints saved before are intact") from err
+
+    def _save(self, name: str, step: int, state: Any, config: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
         ocp = self._ocp
-        manager = self._manager(BEST_DIR if best else CHECKPOINT_DIR)
+        manager = self._manager(name)
         if step in manager.all_steps():
             return
         paths, leaves, _ = _flatten(state)
@@ -222,6 +249,19 @@ class CheckpointStore:
         )
         manager.save(int(step), args=args, force=True)
         manager.wait_until_finished()
+
+    def _discard_failed_save(self, name: str, step: int) -> None:
+        """Drops the manager of a failed save and what the save left in its temporary directory.
+
+        A step directory that exists was renamed into place, which Orbax does only once it is
+        complete, so it is kept.
+        """
+        manager = self._managers.pop(name, None)
+        if manager is not None:
+            with contextlib.suppress(Exception):
+                manager.close()
+        for partial in (self.run_dir / name).glob(f"{step}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(partial, ignore_errors=True)
 
     def read_json(self, step: int, item: str, best: bool = False) -> dict[str, Any]:
         """One JSON item ('config', 'meta' or 'manifest') of a checkpoint, without its arrays."""
@@ -335,6 +375,33 @@ class CheckpointStore:
 
 class _MismatchError(Exception):
     pass
+
+
+@contextlib.contextmanager
+def _orbax_errors_unlogged() -> Iterator[None]:
+    """Keeps Orbax's own error logs (tracebacks from its writer threads, through absl's logger)
+    off stderr while saving: a failed save is reported once, as the CheckpointSaveError line."""
+    logger = logging.getLogger("absl")
+    previous = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+def _describe_io_error(err: BaseException) -> str:
+    """One line for a failed write: the OSError inside (errno name and text) when there is one."""
+    seen = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno is not None:
+            code = errno.errorcode.get(cause.errno, str(cause.errno))
+            where = f" on {cause.filename}" if cause.filename else ""
+            return f"{code}: {cause.strerror or os.strerror(cause.errno)}{where}"
+        cause = cause.__cause__ or cause.__context__
+    return " ".join(f"{type(err).__name__}: {err}".split())[:300]
 
 
 # ----------------------------------------------------------------------------- public API

@@ -21,9 +21,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "ALLOW_NON_FINITE",
     "ConfigError",
     "FrozenMapping",
+    "allowed_non_finite",
     "apply_overrides",
+    "check_finite",
     "coerce",
     "diff",
     "dumps",
@@ -55,6 +58,41 @@ def require(condition: bool, field: str, constraint: str) -> None:
     """Raises `ConfigError(field, constraint)` unless `condition` holds."""
     if not condition:
         raise ConfigError(field, constraint)
+
+
+# A float field whose non-finite values mean something lists them in its metadata, e.g.
+# `dataclasses.field(default=math.inf, metadata={ALLOW_NON_FINITE: (math.inf,)})`; every other
+# float field refuses nan, inf and -inf (a learning rate of inf would train to the end on NaN).
+ALLOW_NON_FINITE = "allow_non_finite"
+
+
+def check_finite(value: Any, field: str, allowed: Sequence[float] = ()) -> None:
+    """Raises `ConfigError(field, ...)` if `value` holds a float that is nan or +-inf.
+
+    Walks tuples, mappings and nested dataclasses (`field[i]`, `field.key`); `allowed` lists the
+    infinities that are accepted (nan never is: it compares unequal to everything). A nested
+    dataclass's fields use their own `ALLOW_NON_FINITE` metadata.
+    """
+    if isinstance(value, float) and not math.isfinite(value) and value not in allowed:
+        also = "".join(f" or {a}" for a in allowed)
+        raise ConfigError(field, f"must be a finite number{also}, got {value}")
+    if _is_dataclass_instance(value):
+        for f in dataclasses.fields(value):
+            check_finite(getattr(value, f.name), f"{field}.{f.name}", tuple(f.metadata.get(ALLOW_NON_FINITE, ())))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_finite(item, f"{field}[{i}]", allowed)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            check_finite(item, f"{field}.{key}", allowed)
+
+
+def allowed_non_finite(cls: type, name: str) -> tuple[float, ...]:
+    """The non-finite values field `name` of dataclass `cls` documents as meaningful."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return tuple(f.metadata.get(ALLOW_NON_FINITE, ()))
+    return ()
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -374,13 +412,17 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any] | Iterable[str]) -
 
 
 def validate_types(config: Any, prefix: str = "") -> None:
-    """Checks every field of a (nested) dataclass against its annotation; raises ConfigError."""
+    """Checks every field of a (nested) dataclass against its annotation; raises ConfigError.
+
+    Floats must also be finite, except the values a field lists under `ALLOW_NON_FINITE`.
+    """
     for name, tp in field_types(type(config)).items():
         path = f"{prefix}.{name}" if prefix else name
         value = getattr(config, name)
         if _is_dataclass_instance(value):
             validate_types(value, path)
             continue
+        check_finite(value, path, allowed_non_finite(type(config), name))
         coerced = coerce(value, tp, path)
         if isinstance(value, int) and not isinstance(value, bool) and tp is float:
             continue  # an int where a float is declared is fine.

@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import errno
 import functools
 import math
 import os
@@ -90,7 +91,9 @@ class RunConfig:
     checkpoint_every: int = 5_000_000
     keep_checkpoints: int = 3
     out_dir: str = ""
-    stop_at_eval_return: float = math.inf
+    # inf is the documented "never stop early"; nan and -inf are refused like in any float field.
+    stop_at_eval_return: float = dataclasses.field(
+        default=math.inf, metadata={config_lib.ALLOW_NON_FINITE: (math.inf,)})
 
 
 # Fields a resumed run may change: none of them alters the state's shapes or the training math
@@ -129,9 +132,39 @@ def _from_value_error(prefix: str, err: ValueError) -> ConfigError:
         return ConfigError(f"{prefix}.{err.field}", err.constraint)
     text = " ".join(str(err).split())
     name, sep, rest = text.partition(": ")
-    if sep and name.replace("_", "").isalnum():
+    if sep and name.replace("_", "").replace(".", "").isalnum():
         return ConfigError(f"{prefix}.{name}", rest)
     return ConfigError(prefix, text)
+
+
+def _build_error(config: RunConfig, err: Exception) -> ConfigError:
+    """A failure to build the task as one line on the env field it comes from (else `env`).
+
+    Model files are the usual culprit: a missing, unreadable or malformed MJCF file, or one
+    without a body/joint/site the task looks up, is reported on `env.model_path` when the task
+    has that field.
+    """
+    from jaxhum import envs, sim
+
+    fields = config_lib.field_types(envs.REGISTRY[config.env_name].config_cls)
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, (sim.ModelLoadError, sim.NameLookupError)) and "model_path" in fields:
+        return ConfigError("env.model_path", text)
+    if isinstance(err, ValueError):
+        named = _from_value_error("env", err)
+        task_field = named.field.partition(".")[2].partition(".")[0].partition("[")[0]
+        if task_field in fields:
+            return named
+    return ConfigError("env", f"{config.env_name} could not be built: {type(err).__name__}: {text}")
+
+
+def _check_builds(config: RunConfig) -> None:
+    """Builds the task now (memoized; loads its model, compiles nothing), so that a bad model
+    file or a missing name is bad input reported before anything is written."""
+    try:
+        build_env(config)
+    except Exception as err:  # whatever the task raises, the user gets one line
+        raise _build_error(config, err) from None
 
 
 def _validate_env(config: RunConfig) -> RunConfig:
@@ -153,11 +186,16 @@ def _validate_env(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, env=env)
 
 
-def validate(config: RunConfig) -> RunConfig:
+def validate(config: RunConfig, build: bool = True) -> RunConfig:
     """Checks a run config; returns it with env override values coerced to their types.
 
+    Every float must be finite (except `stop_at_eval_return=inf`). With `build`, the task is
+    also built (`build_env`, memoized: its model is loaded, nothing is compiled), so a missing
+    or malformed model file is reported here rather than as a traceback once the run started.
+
     Raises:
-      ConfigError: one line naming the first invalid field and the constraint it breaks.
+      ConfigError: one line naming the first invalid field and the constraint it breaks
+        (`env.model_path` or `env` for a task that fails to build).
     """
     config_lib.validate_types(config)
     require = config_lib.require
@@ -170,7 +208,10 @@ def validate(config: RunConfig) -> RunConfig:
         config.ppo.validate()
     except ValueError as err:
         raise _from_value_error("ppo", err) from None
-    return _validate_env(config)
+    config = _validate_env(config)
+    if build:
+        _check_builds(config)
+    return config
 
 
 # ----------------------------------------------------------------------------- building
@@ -546,7 +587,10 @@ def prepare(
     name: str,
     presets: Sequence[str],
 ) -> Prepared:
-    """Parses and checks a command line without building, compiling or writing anything.
+    """Parses and checks a command line, and builds its task; compiles and writes nothing.
+
+    Building the task (loading its model) is part of the check: a bad `env.model_path` is
+    refused here. The same holds for `--resume` (the saved config's task is built).
 
     Raises:
       ConfigError / CheckpointError / _UsageError: bad input, one line each.
@@ -557,7 +601,9 @@ def prepare(
         config = config_lib.apply_overrides(get_config(args.preset), overrides)
         config = validate(config)
         run_dir = pathlib.Path(config.out_dir) if config.out_dir else default_run_dir(config)
-        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError("out_dir", f"{run_dir} is a file, not a directory; choose another --out")
+        if run_dir.exists() and any(run_dir.iterdir()):
             raise ConfigError("out_dir", f"{run_dir} already exists and is not empty; "
                               f"continue it with --resume {run_dir} or choose another --out")
         config = dataclasses.replace(config, out_dir=str(run_dir))
@@ -603,6 +649,21 @@ def _print_summary(result: RunResult) -> None:
     print("\n".join(lines), flush=True)
 
 
+def _has_checkpoint(run_dir: pathlib.Path) -> bool:
+    store = checkpoint_lib.CheckpointStore(run_dir, read_only=True)
+    try:
+        return bool(store.steps())
+    except Exception:  # only decides whether to suggest --resume
+        return False
+    finally:
+        store.close()
+
+
+def _os_error_line(err: OSError) -> str:
+    code = errno.errorcode.get(err.errno, "") if err.errno is not None else ""
+    return " ".join(f"{err.filename or 'run'}: {code + ': ' if code else ''}{err.strerror or err}".split())
+
+
 def run_cli(
     get_config: Callable[[str | None], RunConfig],
     argv: Sequence[str] | None = None,
@@ -612,7 +673,9 @@ def run_cli(
     """Entry point of `python -m experiments.<name>`; returns the process exit status.
 
     Bad input prints `error: <field>: <constraint>` on stderr and returns 2, before anything
-    is compiled or written.
+    is compiled or written. A write that fails while training (a checkpoint save hitting a full
+    disk or a permission error) prints one `error:` line naming the path and returns 1; the
+    checkpoints saved before are intact and `--resume` continues from the newest.
     """
     try:
         prepared = prepare(get_config, argv, name, presets)
@@ -624,6 +687,13 @@ def run_cli(
         return 0
     try:
         result = train(prepared.config, prepared.run_dir, resume=prepared.resume, progress=prepared.progress)
+    except (checkpoint_lib.CheckpointSaveError, OSError) as err:
+        # A fault of the machine (disk full, permission denied), not of the input: status 1.
+        # Nothing saved before is lost; the run continues from its newest checkpoint once fixed.
+        where = f"; continue with --resume {prepared.run_dir}" if _has_checkpoint(prepared.run_dir) else ""
+        text = err if isinstance(err, checkpoint_lib.CheckpointError) else _os_error_line(err)
+        print(f"error: {text}{where}", file=sys.stderr)
+        return 1
     except checkpoint_lib.CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from jaxhum import config as config_lib
 from jaxhum.envs import humanoid_run, walk
 from jaxhum.envs.base import Env
 
@@ -51,7 +52,9 @@ def make_config(name: str, **overrides: Any) -> Any:
 
     Raises:
       ValueError: unknown task (lists the known ones), unknown field (lists the fields),
-        a value of the wrong type, or a value the task's `validate` rejects.
+        a value of the wrong type, a float that is nan or infinite (also inside a mapping such
+        as `reward_weights`; a field may list accepted infinities under
+        `jaxhum.config.ALLOW_NON_FINITE` in its metadata), or a value the task's `validate` rejects.
     """
     if name not in REGISTRY:
         raise ValueError(f"unknown environment {name!r}; known environments: {sorted(REGISTRY)}")
@@ -71,6 +74,9 @@ def make_config(name: str, **overrides: Any) -> Any:
             value = float(value)
         changes[key] = value
     config = dataclasses.replace(defaults, **changes)
+    for field in fields.values():
+        allowed = tuple(field.metadata.get(config_lib.ALLOW_NON_FINITE, ()))
+        config_lib.check_finite(getattr(config, field.name), field.name, allowed)
     config.validate()
     return config
 

@@ -129,6 +129,11 @@ def _apply_options(mj_model: mujoco.MjModel, options: PhysicsOptions, path: path
         mj_model.opt.disableflags = options.disableflags
 
 
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load_model(
     path: str | pathlib.Path,
     *,
@@ -146,12 +151,20 @@ def load_model(
       impl: MJX implementation ('jax' runs everywhere).
 
     Raises:
-      ModelLoadError: the file is missing, is not valid MJCF, or an option is invalid; the
-        message names the file and the problem.
+      ModelLoadError: the file is missing or unreadable, is not valid MJCF, uses a feature MJX
+        does not support, or an option is invalid; the message (one line) names the file and
+        the problem.
     """
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise ModelLoadError(f"{path}: is a directory, not an MJCF file")
     if not path.is_file():
         raise ModelLoadError(f"{path}: MJCF file not found")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     try:
         if fuse_bodies:
             # brax's loader is the reference for fused-body models; use it rather than a copy.
@@ -161,8 +174,10 @@ def load_model(
         else:
             mj_model = mujoco.MjModel.from_xml_path(str(path))
     except Exception as exc:  # mujoco raises ValueError, ElementTree raises ParseError
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"{path}: malformed MJCF: {first_line}") from exc
+        raise ModelLoadError(f"{path}: malformed MJCF: {_first_line(exc)}") from exc
     _apply_options(mj_model, options, path)
-    mjx_model = mjx.put_model(mj_model, impl=impl)
+    try:
+        mjx_model = mjx.put_model(mj_model, impl=impl)
+    except Exception as exc:  # NotImplementedError for features MJX lacks, ValueError for others
+        raise ModelLoadError(f"{path}: MJX cannot use this model: {_first_line(exc)}") from exc
     return SimModel(path=path, mj_model=mj_model, mjx_model=mjx_model, names=_name_tables(mj_model))
