@@ -13,6 +13,7 @@ from typing import Any
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from mujoco import mjx
 
 from jaxhum.rewards import call_term
@@ -52,3 +53,17 @@ def concat(terms: Sequence[Any], context: Mapping[str, Any]) -> jax.Array:
     for fn, part in zip(terms, parts):
         chex.assert_rank(part, 1, custom_message=f"observation term {fn.__name__}")
     return jnp.concatenate(parts)
+
+
+def concat_host(terms: Sequence[Any], context: Mapping[str, Any]) -> np.ndarray:
+    """`concat` in numpy: the same terms evaluated on host data (e.g. a native `mujoco.MjData`).
+
+    The terms only index and combine arrays, so they run on numpy arrays as they are; this is
+    the observation a policy sees when it runs outside JAX (sim-to-sim, a robot). (obs_size,) float32.
+    """
+    return np.concatenate([np.asarray(call_term(fn, context), np.float32).ravel() for fn in terms])
+
+
+def layout(terms: Sequence[Any], context: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
+    """(term name, size) of each term evaluated on host `context`, in order."""
+    return tuple((fn.__name__, int(np.size(call_term(fn, context)))) for fn in terms)

@@ -11,7 +11,7 @@ Autoreset restores the state a given environment started its episode in (drawn a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -49,6 +49,33 @@ class EnvState:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class DeploySpec:
+    """What running a task's policy outside JAX needs (export, sim-to-sim in native MuJoCo).
+
+    Attributes:
+      observation_layout: (term name, size) of each observation term, in order; the sizes add
+        up to `Env.observation_size`.
+      ctrl_offset, ctrl_scale: (nu,) float arrays: the task maps an action a in [-1, 1] onto the
+        actuator controls as `ctrl = ctrl_offset + ctrl_scale * clip(a, -1, 1)` (a torque task:
+        the middle and half-width of each ctrl range; a position-actuated robot: the home pose
+        and the action scale).
+      host_observation: `(*, model: mujoco.MjModel, data: mujoco.MjData, last_action (nu,))
+        -> (obs_size,) float32 numpy array`, the task's observation built from native MuJoCo
+        data after `mj_step` (command tasks also take `command`).
+      host_terminated: `(*, model, data) -> bool`, the task's termination on native data.
+      robot: JSON-able robot facts for an exported policy's policy.json (home pose, PD gains,
+        torque limits, ... whatever the robot has; None where it has none).
+    """
+
+    observation_layout: tuple[tuple[str, int], ...]
+    ctrl_offset: Any
+    ctrl_scale: Any
+    host_observation: Callable[..., Any]
+    host_terminated: Callable[..., bool]
+    robot: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Env:
     """A task as a named bundle of pure functions over `EnvState` for a single environment.
 
@@ -64,6 +91,8 @@ class Env:
       dt: control step in seconds.
       episode_length: steps after which an episode is truncated.
       sim: the loaded model (`jaxhum.sim.SimModel`).
+      deploy: how to run the task's policy outside JAX (`DeploySpec`); None if the task has
+        not described it (export and sim-to-sim then refuse it).
     """
 
     name: str
@@ -77,6 +106,7 @@ class Env:
     dt: float
     episode_length: int
     sim: Any
+    deploy: DeploySpec | None = None
 
 
 def with_autoreset(
