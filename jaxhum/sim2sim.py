@@ -65,11 +65,16 @@ def native_episode(env: Any, policy: Any, qpos: np.ndarray, qvel: np.ndarray) ->
     return {"length": steps, "terminated": float(terminated), "distance": float(data.subtree_com[0, 0]) - x0}
 
 
-def compare(run: checkpoint.LoadedRun, policy: Any, episodes: int, seed: int) -> dict[str, Any]:
-    """Native MuJoCo (numpy policy) against MJX (JAX policy) on the same reset states."""
+def compare(run: checkpoint.LoadedRun, policy: Any, episodes: int, seed: int,
+            mjx_report: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Native MuJoCo (numpy policy) against MJX (JAX policy) on the same reset states.
+
+    `mjx_report`: `jaxhum.evaluate.evaluate_run(run, episodes, seed)` if already computed.
+    """
     from jaxhum import evaluate
 
-    mjx_report = evaluate.evaluate_run(run, episodes, seed)
+    if mjx_report is None:
+        mjx_report = evaluate.evaluate_run(run, episodes, seed)
     qpos, qvel = reset_states(run.env, episodes, seed)
     native = [native_episode(run.env, policy, q, v) for q, v in zip(qpos, qvel)]
     length = sum(e["length"] for e in native)
