@@ -1,4 +1,5 @@
-"""Raw env step rate of humanoid_run against brax's humanoid, and our training rate against our raw rate.
+"""Raw env step rate of humanoid_run against brax's humanoid, and our training rate against our raw rate;
+the same raw and training rates for our robot's `walk` task (no brax anchor exists for it).
 
 Both envs run in this process on the same device: random actions in [-1, 1], autoreset on
 (ours built in; brax's through its training wrappers: episode truncation at 1000 steps and
@@ -8,6 +9,7 @@ the gpu preset's PPO at the same env count, compile excluded.
 
     python benchmarks/throughput.py                 # 2048, 8192, 32768 envs on the GPU
     python benchmarks/throughput.py --smoke         # tiny version on the CPU, same table
+    python benchmarks/throughput.py --tasks walk    # only walk (no brax column)
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ def raw_rate(reset, step, action_size: int, num_envs: int, steps: int, repeats: 
     return num_envs * steps / best
 
 
-def ours_raw(num_envs: int, steps: int, repeats: int) -> float:
-    env = jaxhum.envs.make("humanoid_run")
+def ours_raw(task: str, num_envs: int, steps: int, repeats: int) -> float:
+    env = jaxhum.envs.make(task)
     return raw_rate(jax.vmap(env.reset), jax.vmap(env.step), env.action_size, num_envs, steps, repeats)
 
 
@@ -71,12 +73,13 @@ def brax_raw(num_envs: int, steps: int, repeats: int) -> float:
     return raw_rate(env.reset, env.step, env.action_size, num_envs, steps, repeats)
 
 
-def train_rate(num_envs: int, iterations: int, smoke: bool) -> tuple[float, float]:
-    """(steady-state training env steps/s, compile seconds of one iteration) with the gpu preset's PPO."""
-    from experiments import humanoid_run
+def train_rate(task: str, num_envs: int, iterations: int, smoke: bool) -> tuple[float, float]:
+    """(steady-state training env steps/s, compile seconds of one iteration) with the task's gpu preset."""
+    import importlib
+
     from jaxhum.rl.train import make_train
 
-    config = humanoid_run.get_config("cpu" if smoke else "gpu")
+    config = importlib.import_module(f"experiments.{task}").get_config("cpu" if smoke else "gpu")
     ppo = dataclasses.replace(config.ppo, num_envs=num_envs)
     ppo.validate()
     env = jaxhum.envs.make(config.env_name, **dict(config.env))
@@ -102,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-iterations", type=int, default=None)
     parser.add_argument("--no-train", action="store_true", help="skip the training-rate column")
+    parser.add_argument("--tasks", nargs="+", default=["humanoid_run", "walk"],
+                        help="tasks to measure; brax's humanoid is the anchor of humanoid_run only")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     num_envs = args.num_envs or ([8] if args.smoke else [2048, 8192, 32768])
@@ -111,23 +116,27 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
     rows = []
-    header = f"{'envs':>6} | {'brax steps/s':>13} | {'ours steps/s':>13} | {'ours/brax':>9} | {'train steps/s':>13} | {'train/raw':>9} | {'iter compile s':>14}"
+    header = (f"{'task':>12} | {'envs':>6} | {'brax steps/s':>13} | {'ours steps/s':>13} | {'ours/brax':>9} | "
+              f"{'train steps/s':>13} | {'train/raw':>9} | {'iter compile s':>14}")
     print(header)
     print("-" * len(header))
-    for n in num_envs:
-        theirs = brax_raw(n, steps, repeats)
-        ours = ours_raw(n, steps, repeats)
-        row = {"num_envs": n, "brax_raw": theirs, "ours_raw": ours, "raw_ratio": ours / theirs}
-        if not args.no_train:
-            train, compile_s = train_rate(n, train_iters, args.smoke)
-            row.update(train=train, train_ratio=train / ours, iteration_compile_s=compile_s)
-        rows.append(row)
-        train_cols = (
-            f"{row['train']:13.0f} | {row['train_ratio']:9.2f} | {row['iteration_compile_s']:14.1f}"
-            if "train" in row
-            else f"{'-':>13} | {'-':>9} | {'-':>14}"
-        )
-        print(f"{n:6d} | {theirs:13.0f} | {ours:13.0f} | {ours / theirs:9.2f} | {train_cols}", flush=True)
+    for task in args.tasks:
+        for n in num_envs:
+            theirs = brax_raw(n, steps, repeats) if task == "humanoid_run" else None
+            ours = ours_raw(task, n, steps, repeats)
+            row = {"task": task, "num_envs": n, "brax_raw": theirs, "ours_raw": ours,
+                   "raw_ratio": ours / theirs if theirs else None}
+            if not args.no_train:
+                train, compile_s = train_rate(task, n, train_iters, args.smoke)
+                row.update(train=train, train_ratio=train / ours, iteration_compile_s=compile_s)
+            rows.append(row)
+            brax_cols = f"{theirs:13.0f} | {ours:13.0f} | {ours / theirs:9.2f}" if theirs else f"{'-':>13} | {ours:13.0f} | {'-':>9}"
+            train_cols = (
+                f"{row['train']:13.0f} | {row['train_ratio']:9.2f} | {row['iteration_compile_s']:14.1f}"
+                if "train" in row
+                else f"{'-':>13} | {'-':>9} | {'-':>14}"
+            )
+            print(f"{task:>12} | {n:6d} | {brax_cols} | {train_cols}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": jax.devices()[0].device_kind, "jax": jax.__version__, "rows": rows}, f, indent=2)

@@ -6,7 +6,7 @@ This module imports numpy and nothing else; copy it next to `policy.npz` (both w
     from deploy import Policy            # or: from jaxhum.deploy import Policy
     policy = Policy.load("policy.npz")
     action = policy(obs)                  # obs (obs_size,) or (batch, obs_size) -> action in [-1, 1]
-    ctrl = policy.ctrl(action)            # actuator controls: ctrl_offset + ctrl_scale * action
+    ctrl = policy.ctrl(action)            # controls of actuators `actuator_ids` (policy.json: actuator_order)
 
 The computation is the JAX policy's deterministic action, in float32:
     z = clip((obs - obs_mean) / obs_std, -obs_clip, obs_clip)    (skipped if normalize is 0)
@@ -50,6 +50,9 @@ class Policy:
         self.action_size = int(arrays["action_size"])
         self.ctrl_offset = np.asarray(arrays["ctrl_offset"], np.float64)
         self.ctrl_scale = np.asarray(arrays["ctrl_scale"], np.float64)
+        self.ctrl_min = np.asarray(arrays["ctrl_min"], np.float64)
+        self.ctrl_max = np.asarray(arrays["ctrl_max"], np.float64)
+        self.actuator_ids = np.asarray(arrays["actuator_ids"], np.int64)
         self.obs_size = self.weights[0].shape[0]
 
     @classmethod
@@ -72,5 +75,7 @@ class Policy:
         return np.tanh(out[..., : self.action_size])
 
     def ctrl(self, action: np.ndarray) -> np.ndarray:
-        """Actuator controls for an action: ctrl_offset + ctrl_scale * clip(action, -1, 1)."""
-        return self.ctrl_offset + self.ctrl_scale * np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+        """Controls (action_size,) for actuators `actuator_ids`:
+        clip(ctrl_offset + ctrl_scale * clip(action, -1, 1), ctrl_min, ctrl_max)."""
+        ctrl = self.ctrl_offset + self.ctrl_scale * np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+        return np.clip(ctrl, self.ctrl_min, self.ctrl_max)

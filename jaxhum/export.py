@@ -8,7 +8,8 @@ Writes into DIR:
                 Slice of the Gaussian mean, Tanh.
   policy.npz    the same numbers for `jaxhum/deploy.py`, a numpy-only runner (copied to DIR too).
   policy.json   what a robot loop needs: observation layout (term names and slices), the action
-                mapping (ctrl = ctrl_offset + ctrl_scale * clip(action, -1, 1)), actuator and
+                mapping (ctrl = clip(ctrl_offset + ctrl_scale * clip(action, -1, 1), ctrl_min,
+                ctrl_max) for the actuators in actuator_order), actuator and
                 joint order, control dt and physics substeps, and the robot's own facts (home
                 pose, PD gains, ctrl ranges, ... from the task's `DeploySpec.robot`).
 
@@ -59,6 +60,9 @@ def policy_arrays(run: checkpoint.LoadedRun) -> dict[str, np.ndarray]:
         "action_size": np.asarray(run.env.action_size),
         "ctrl_offset": np.asarray(spec.ctrl_offset, np.float64),
         "ctrl_scale": np.asarray(spec.ctrl_scale, np.float64),
+        "ctrl_min": np.asarray(spec.ctrl_min, np.float64),
+        "ctrl_max": np.asarray(spec.ctrl_max, np.float64),
+        "actuator_ids": np.asarray(spec.actuator_ids, np.int64),
     }
     for i, name in enumerate(names):
         arrays[f"w{i}"] = np.asarray(layers[name]["kernel"], np.float32)
@@ -126,11 +130,12 @@ def policy_json(run: checkpoint.LoadedRun) -> dict[str, Any]:
     import mujoco
 
     layout, start = [], 0
-    for name, size in spec.observation_layout:
+    for name, size in env.observation_layout:
         layout.append({"name": name, "start": start, "stop": start + size})
         start += size
-    actuators = [mujoco.mj_id2name(mj, mujoco.mjtObj.mjOBJ_ACTUATOR, i) for i in range(mj.nu)]
-    joints = [mujoco.mj_id2name(mj, mujoco.mjtObj.mjOBJ_JOINT, int(j)) for j in mj.actuator_trnid[:, 0]]
+    ids = [int(i) for i in spec.actuator_ids]
+    actuators = [mujoco.mj_id2name(mj, mujoco.mjtObj.mjOBJ_ACTUATOR, i) for i in ids]
+    joints = [mujoco.mj_id2name(mj, mujoco.mjtObj.mjOBJ_JOINT, int(mj.actuator_trnid[i, 0])) for i in ids]
     timestep = float(mj.opt.timestep)
     return {
         "format": 1,
@@ -141,9 +146,11 @@ def policy_json(run: checkpoint.LoadedRun) -> dict[str, Any]:
         "action_size": env.action_size,
         "observation_layout": layout,
         "action": {
-            "mapping": "ctrl = ctrl_offset + ctrl_scale * clip(action, -1, 1)",
+            "mapping": "ctrl[actuator_order] = clip(ctrl_offset + ctrl_scale * clip(action, -1, 1), ctrl_min, ctrl_max)",
             "ctrl_offset": np.asarray(spec.ctrl_offset).tolist(),
             "ctrl_scale": np.asarray(spec.ctrl_scale).tolist(),
+            "ctrl_min": np.asarray(spec.ctrl_min).tolist(),
+            "ctrl_max": np.asarray(spec.ctrl_max).tolist(),
         },
         "actuator_order": actuators,
         "joint_order": joints,
@@ -158,8 +165,8 @@ def export(run: checkpoint.LoadedRun, out: pathlib.Path) -> dict[str, pathlib.Pa
     """Writes policy.onnx, policy.npz, deploy.py and policy.json into `out` (created if needed)."""
     import onnx
 
-    if run.env.deploy is None:
-        raise ExportError(f"env_name: task {run.config.env_name!r} does not describe its deployment (Env.deploy)")
+    if run.env.deploy is None or not run.env.observation_layout:
+        raise ExportError(f"env_name: task {run.config.env_name!r} does not describe its deployment (Env.deploy, Env.observation_layout)")
     arrays = policy_arrays(run)
     model = onnx_model(arrays)
     out.mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,56 @@ def concat_host(terms: Sequence[Any], context: Mapping[str, Any]) -> np.ndarray:
     return np.concatenate([np.asarray(call_term(fn, context), np.float32).ravel() for fn in terms])
 
 
+
+# ----------------------------------------------------------------------------- robot terms
+
+
+def joint_pos_from_home(*, data: mjx.Data, qpos_adr: jax.Array, home_joint_pos: jax.Array) -> jax.Array:
+    """Actuated joint angles minus their home angles, (A,) in rad, in action order."""
+    return data.qpos[qpos_adr] - home_joint_pos
+
+
+def joint_vel(*, data: mjx.Data, dof_adr: jax.Array) -> jax.Array:
+    """Actuated joint velocities (A,) in rad/s, in action order."""
+    return data.qvel[dof_adr]
+
+
+def gravity_in_imu(*, data: mjx.Data, imu_site_id: int) -> jax.Array:
+    """Unit gravity direction in the IMU frame (3,): (0, 0, -1) when the IMU is level.
+
+    R^T g for the site's world rotation R: what an IMU's orientation filter gives a policy,
+    without the yaw, which a walking robot cannot observe absolutely.
+    """
+    rot = data.site_xmat[imu_site_id].reshape(3, 3)
+    # R^T (0, 0, -1) is minus the third row of R: plain indexing, so the term also runs on
+    # native MjData in numpy (sim-to-sim, export) without JAX.
+    return -rot[2]
+
+
+def imu_linear_velocity(*, data: mjx.Data, linvel_slice: slice) -> jax.Array:
+    """Linear velocity in the IMU frame (3,) m/s, from the velocimeter sensor."""
+    return data.sensordata[linvel_slice]
+
+
+def imu_angular_velocity(*, data: mjx.Data, gyro_slice: slice) -> jax.Array:
+    """Angular velocity in the IMU frame (3,) rad/s, from the gyro sensor."""
+    return data.sensordata[gyro_slice]
+
+
+def foot_contacts(*, foot_contact: jax.Array) -> jax.Array:
+    """1.0 per foot (left, right) touching the floor, else 0.0: (2,)."""
+    return foot_contact.astype(jnp.float32)
+
+
 def layout(terms: Sequence[Any], context: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
-    """(term name, size) of each term evaluated on host `context`, in order."""
-    return tuple((fn.__name__, int(np.size(call_term(fn, context)))) for fn in terms)
+    """(term name, size) of each term on `context`, in order (shapes only: nothing is computed).
+
+    `context` values may be arrays, `jax.ShapeDtypeStruct` pytrees or static values (ints, slices).
+    """
+    static = {k: v for k, v in context.items() if isinstance(v, (slice, int, float, str))}
+    traced = {k: v for k, v in context.items() if k not in static}
+
+    def size(fn: Any) -> int:
+        return int(jax.eval_shape(lambda c: concat((fn,), {**c, **static}), traced).shape[0])
+
+    return tuple((fn.__name__, size(fn)) for fn in terms)

@@ -102,3 +102,30 @@ def weighted_sum(
         metrics[f"reward/{name}"] = value
         total = total + value
     return total, metrics
+
+
+# ----------------------------------------------------------------------------- robot terms
+
+
+def torso_x_velocity(*, root_linvel: jax.Array) -> jax.Array:
+    """World-frame x-velocity of the robot's root body (the pelvis), m/s, for root_linvel (3,)."""
+    chex.assert_shape(root_linvel, (3,))
+    return root_linvel[0]
+
+
+def upright_bonus(*, torso_height: jax.Array, upright_height: float) -> jax.Array:
+    """+1 while the torso (root) is above `upright_height` (m), -10 when at or below it."""
+    chex.assert_rank(torso_height, 0)
+    return jnp.where(torso_height > upright_height, 1.0, -10.0).astype(jnp.float32)
+
+
+def action_l2(*, action: jax.Array) -> jax.Array:
+    """Squared norm of the policy action, sum_i a_i^2 for a (A,) in [-1, 1]. Weight it negatively."""
+    chex.assert_rank(action, 1)
+    return jnp.sum(jnp.square(action))
+
+
+def tilt(*, roll: jax.Array, pitch: jax.Array) -> jax.Array:
+    """-(|roll| + |pitch|) of the torso, in radians: 0 when level, negative when tilted."""
+    chex.assert_rank([roll, pitch], 0)
+    return -(jnp.abs(roll) + jnp.abs(pitch))

@@ -54,7 +54,7 @@ def native_episode(env: Any, policy: Any, qpos: np.ndarray, qvel: np.ndarray) ->
     x0, terminated, steps = float(data.subtree_com[0, 0]), False, 0
     while steps < env.episode_length and not terminated:
         action = policy(obs)
-        data.ctrl[:] = policy.ctrl(action)
+        data.ctrl[spec.actuator_ids] = policy.ctrl(action)
         mujoco.mj_step(model, data, nstep=n_substeps)
         steps += 1
         last_action = action

@@ -15,44 +15,70 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 import pytest
 from mujoco import mjx
 
 from jaxhum import checkpoint, config as config_lib, evaluate, evaluation, export, plot, render, runs, sim2sim
 from jaxhum.config import FrozenMapping
+from jaxhum.rl import networks
 from jaxhum.rl.train import PPOConfig
 
-EPISODE_LENGTH = 25
+EPISODE_LENGTH = 60  # longer than a fall takes, so no episode ends on a borderline step
 EPISODES = 3
 PARITY_ATOL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def _zeros_like(leaf):
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(jnp.zeros(leaf.shape + (2,), jnp.uint32))
+    return jnp.zeros(leaf.shape, leaf.dtype)
+
+
+def make_run_dir(path, env_name, env):
+    """A run directory with an untrained policy and a normalizer far from identity."""
     ppo = PPOConfig(num_envs=2, unroll_length=2, num_minibatches=1, num_updates_per_batch=1,
                     policy_hidden_sizes=(16, 16), value_hidden_sizes=(8,), num_eval_envs=2)
-    config = runs.RunConfig(env=FrozenMapping({"episode_length": EPISODE_LENGTH}), ppo=ppo, num_timesteps=4)
-    trainer = runs.build_trainer(config)
-    state = trainer.init(runs.train_keys(config)[0])
+    config = runs.RunConfig(env_name=env_name, env=FrozenMapping(env), ppo=ppo, num_timesteps=4)
+    # Only the policy matters after training: the rest of the TrainState is zeros of the right
+    # shapes (no env compile), the policy is freshly initialised.
+    template = runs.state_template(runs.build_trainer(config), config)
+    state = jax.tree.map(_zeros_like, template)
+    env = runs.build_env(config)
+    net = networks.make_policy_network(env.observation_size, env.action_size, ppo.policy_hidden_sizes, ppo.activation)
+    k_net, k_mean, k_std = jax.random.split(jax.random.key(7), 3)
+    state = state.replace(policy_params=net.init(k_net))
     size = state.normalizer.mean.shape[0]
-    k_mean, k_std = jax.random.split(jax.random.key(7))
-    # A normalizer far from identity, so that folding it into the exports is really tested.
+    # Folding the normalizer into the exports is only tested if it does something.
     normalizer = state.normalizer.replace(
         count=jnp.float32(100.0),
         mean=0.3 * jax.random.normal(k_mean, (size,)),
         std=jax.random.uniform(k_std, (size,), minval=0.5, maxval=2.0),
     )
-    state = state.replace(normalizer=normalizer)
-    path = tmp_path_factory.mktemp("after") / "run"
     store = checkpoint.CheckpointStore(path)
-    store.save(4, state, config_lib.to_json(config), {"iteration": 1})
+    store.save(4, state.replace(normalizer=normalizer), config_lib.to_json(config), {"iteration": 1})
     store.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    path = make_run_dir(tmp_path_factory.mktemp("after") / "run", "humanoid_run", {"episode_length": EPISODE_LENGTH})
     points = [{"step": s, "wall_s": s / 10, "eval/episode_reward": 10.0 + s, "eval/episode_length": 20.0,
                "eval/reward/alive": 5.0 * s, "eval/reward/ctrl_l2": -0.1 * s, "train/episode_reward": 1.0}
               for s in (4, 8, 12)]
     (path / "metrics.jsonl").write_text("".join(json.dumps(p) + "\n" for p in points) + '{"step": 16, "wal')
     return path
+
+
+@pytest.fixture(scope="module", params=["humanoid_run", "walk"])
+def any_run(request, run, tmp_path_factory):
+    """Every registered task: the humanoid_run run, and a walk run made here."""
+    if request.param == "humanoid_run":
+        return run
+    path = make_run_dir(tmp_path_factory.mktemp("walk") / "run", "walk", {"episode_seconds": 0.5})
+    return checkpoint.load_run(path)
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +92,9 @@ def mjx_report(run):
 
 
 @pytest.fixture(scope="module")
-def exported(run, tmp_path_factory):
+def exported(any_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "policy"
-    export.export(run, out)
+    export.export(any_run, out)
     return out
 
 
@@ -115,11 +141,12 @@ def test_evaluation_report(run, mjx_report):
     assert "forward velocity" in evaluate.format_table(r)
 
 
-def test_numpy_observation_equals_mjx(run):
+def test_numpy_observation_equals_mjx(any_run):
     """The task's numpy observation on native MjData equals the MJX one on the same state."""
-    env = run.env
+    env = any_run.env
     rng = np.random.default_rng(0)
-    qpos = np.asarray(env.sim.mj_model.qpos0) + rng.uniform(-0.2, 0.2, env.sim.mj_model.nq)
+    qpos = np.array(env.sim.mj_model.qpos0)
+    qpos[7:] += rng.uniform(-0.2, 0.2, env.sim.mj_model.nq - 7)  # joints only: the root quaternion stays unit
     qvel = rng.normal(0.0, 1.0, env.sim.mj_model.nv)
     state = jax.jit(env.reset_to)(jax.random.key(0), jnp.asarray(qpos, jnp.float32), jnp.asarray(qvel, jnp.float32))
     data = mjx.get_data(env.sim.mj_model, jax.device_get(state.data))
@@ -127,19 +154,30 @@ def test_numpy_observation_equals_mjx(run):
     assert host.shape == (env.observation_size,) and host.dtype == np.float32
     # float32 (MJX) against the same float32 numbers read back into MjData: equal to rounding.
     np.testing.assert_allclose(host, np.asarray(state.obs), rtol=1e-6, atol=1e-6)
-    assert sum(size for _, size in env.deploy.observation_layout) == env.observation_size
+    assert sum(size for _, size in env.observation_layout) == env.observation_size
 
 
 def _observations(run, count=64):
     rng = np.random.default_rng(1)
     random_obs = rng.normal(0.0, 3.0, (count, run.env.observation_size)).astype(np.float32)  # some beyond the clip
-    real_obs = np.asarray(jax.jit(jax.vmap(run.env.reset))(jax.random.split(jax.random.key(3), 2)).obs)
+    # Real observations: the task's own, at its initial pose and at a perturbed one (the numpy
+    # observation equals the MJX one, see test_numpy_observation_equals_mjx).
+    model = run.env.sim.mj_model
+    data = mujoco.MjData(model)
+    real_obs = []
+    for scale in (0.0, 0.3):
+        data.qpos[:] = model.qpos0
+        data.qpos[7:] += rng.uniform(-scale, scale, model.nq - 7)
+        data.qvel[:] = rng.normal(0.0, scale, model.nv)
+        mujoco.mj_forward(model, data)
+        real_obs.append(run.env.deploy.host_observation(model=model, data=data))
     return np.concatenate([random_obs, real_obs])
 
 
-def test_export_parity_onnx_and_numpy(run, exported):
+def test_export_parity_onnx_and_numpy(any_run, exported):
     import onnxruntime
 
+    run = any_run
     obs = _observations(run)
     expected = np.asarray(jax.jit(run.act)(run.params, jnp.asarray(obs)))
     session = onnxruntime.InferenceSession(str(exported / "policy.onnx"), providers=["CPUExecutionProvider"])
@@ -152,7 +190,8 @@ def test_export_parity_onnx_and_numpy(run, exported):
     assert np.std(expected) > 0.05  # not a saturated or constant policy
 
 
-def test_policy_json(run, exported):
+def test_policy_json(any_run, exported):
+    run = any_run
     meta = json.loads((exported / "policy.json").read_text())
     layout = meta["observation_layout"]
     assert layout[0]["start"] == 0 and layout[-1]["stop"] == run.env.observation_size
@@ -160,11 +199,17 @@ def test_policy_json(run, exported):
     assert len(meta["joint_order"]) == len(meta["actuator_order"]) == run.env.action_size
     assert meta["control_dt"] == pytest.approx(run.env.dt) and meta["n_substeps"] == 5
     assert meta["onnx_opset"] == export.OPSET and len(meta["robot"]["home_pose"]) == run.env.action_size
-    # The affine action map reproduces the task's ctrl = lo + (a + 1) (hi - lo) / 2.
-    lo, hi = np.asarray(meta["robot"]["ctrl_range"]).T
     a = np.linspace(-1, 1, run.env.action_size)
     ctrl = np.asarray(meta["action"]["ctrl_offset"]) + np.asarray(meta["action"]["ctrl_scale"]) * a
-    np.testing.assert_allclose(ctrl, lo + (a + 1) * (hi - lo) / 2, atol=1e-6)
+    ctrl = np.clip(ctrl, meta["action"]["ctrl_min"], meta["action"]["ctrl_max"])
+    if run.config.env_name == "humanoid_run":  # the task's ctrl = lo + (a + 1) (hi - lo) / 2
+        lo, hi = np.asarray(meta["robot"]["ctrl_range"]).T
+        np.testing.assert_allclose(ctrl, lo + (a + 1) * (hi - lo) / 2, atol=1e-6)
+    else:  # walk: target = home + action_scale * a within the joint range; PD gains from the robot
+        robot = meta["robot"]
+        np.testing.assert_allclose(ctrl, np.clip(np.asarray(robot["home_pose"]) + np.asarray(robot["action_scale"]) * a,
+                                                 *np.asarray(robot["joint_range"]).T), atol=1e-6)
+        assert len(robot["pd_gains"]["kp"]) == run.env.action_size
 
 
 def test_deploy_runs_with_numpy_alone(exported, subprocess_env):
@@ -176,10 +221,11 @@ def test_deploy_runs_with_numpy_alone(exported, subprocess_env):
     subprocess.run([sys.executable, "-c", code, str(exported)], check=True, env=subprocess_env, cwd="/")
 
 
-def test_sim2sim_native_mujoco_matches_mjx(run, exported, mjx_report):
+def test_sim2sim_native_mujoco_matches_mjx(run, mjx_report, tmp_path):
     from jaxhum.deploy import Policy
 
-    report = sim2sim.compare(run, Policy.load(str(exported / "policy.npz")), EPISODES, 0, mjx_report=mjx_report)
+    export.export(run, tmp_path)
+    report = sim2sim.compare(run, Policy.load(str(tmp_path / "policy.npz")), EPISODES, 0, mjx_report=mjx_report)
     native, ref = report["mujoco"], report["mjx"]
     # Same model, same starts, same policy (to 1e-5): the engines agree up to float32 vs float64.
     assert native["episode_length"] == pytest.approx(ref["episode_length"], abs=1.0)

@@ -47,6 +47,9 @@ def make_point_env(episode_length: int = 20, terminate_after: int | None = None)
     with ``terminate_after`` every episode terminates after that many steps instead (test aid)."""
     trace_count = [0]
 
+    def step_count_f(state):
+        return (state.step_count + 1).astype(jnp.float32)
+
     def observe(pos, target):
         return jnp.concatenate([target - pos, pos])
 
@@ -58,7 +61,7 @@ def make_point_env(episode_length: int = 20, terminate_after: int | None = None)
         zero = jnp.zeros(())
         return PointState(pos=pos, target=target, rng=key_next, obs=obs, reward=zero, done=zero,
                           truncated=zero, final_obs=obs, step_count=jnp.zeros((), jnp.int32),
-                          metrics={"reward/distance": zero, "reward/effort": zero})
+                          metrics={"reward/distance": zero, "reward/effort": zero, "step_index": zero})
 
     def step(state, action):
         trace_count[0] += 1
@@ -68,6 +71,7 @@ def make_point_env(episode_length: int = 20, terminate_after: int | None = None)
         metrics = {
             "reward/distance": -jnp.linalg.norm(state.target - pos),
             "reward/effort": -0.1 * jnp.sum(jnp.square(a)),
+            "step_index": step_count_f(state),
         }
         reward = metrics["reward/distance"] + metrics["reward/effort"]
         step_count = state.step_count + 1
@@ -190,6 +194,17 @@ def test_evaluation_counts_only_first_episode():
     expected = -3.0 * jnp.linalg.norm(states.target - states.pos, axis=-1)
     np.testing.assert_allclose(metrics["eval/episode_reward"], jnp.mean(expected), rtol=1e-5)
     np.testing.assert_allclose(metrics["eval/episode_reward_std"], jnp.std(expected), rtol=1e-4)
+    # Every episode terminated (none reached the time limit); a task metric is averaged per step.
+    np.testing.assert_allclose(metrics["eval/fall_rate"], 1.0)
+    np.testing.assert_allclose(metrics["eval/step_index"], (1 + 2 + 3) / 3)
+
+
+def test_evaluation_fall_rate_zero_when_time_runs_out():
+    env = make_point_env(episode_length=4)
+    zero_policy = lambda params, obs, key: jnp.zeros(obs.shape[:-1] + (2,))  # noqa: E731
+    metrics = jax.jit(make_evaluator(env, zero_policy, num_eval_envs=2))(None, jax.random.key(0))
+    np.testing.assert_allclose(metrics["eval/fall_rate"], 0.0)
+    np.testing.assert_allclose(metrics["eval/episode_length"], 4.0)
 
 
 def test_learning_point_mass():

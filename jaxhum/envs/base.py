@@ -53,12 +53,12 @@ class DeploySpec:
     """What running a task's policy outside JAX needs (export, sim-to-sim in native MuJoCo).
 
     Attributes:
-      observation_layout: (term name, size) of each observation term, in order; the sizes add
-        up to `Env.observation_size`.
-      ctrl_offset, ctrl_scale: (nu,) float arrays: the task maps an action a in [-1, 1] onto the
-        actuator controls as `ctrl = ctrl_offset + ctrl_scale * clip(a, -1, 1)` (a torque task:
-        the middle and half-width of each ctrl range; a position-actuated robot: the home pose
-        and the action scale).
+      ctrl_offset, ctrl_scale, ctrl_min, ctrl_max: (A,) float arrays: the task maps an action a
+        in [-1, 1]^A onto actuator controls as
+        `ctrl[actuator_ids] = clip(ctrl_offset + ctrl_scale * clip(a, -1, 1), ctrl_min, ctrl_max)`
+        (a torque task: the middle and half-width of each ctrl range; a position-actuated robot:
+        the home pose, the action scale and the joint range).
+      actuator_ids: (A,) int, the actuator each action entry drives.
       host_observation: `(*, model: mujoco.MjModel, data: mujoco.MjData, last_action (nu,))
         -> (obs_size,) float32 numpy array`, the task's observation built from native MuJoCo
         data after `mj_step` (command tasks also take `command`).
@@ -67,9 +67,11 @@ class DeploySpec:
         torque limits, ... whatever the robot has; None where it has none).
     """
 
-    observation_layout: tuple[tuple[str, int], ...]
     ctrl_offset: Any
     ctrl_scale: Any
+    ctrl_min: Any
+    ctrl_max: Any
+    actuator_ids: Any
     host_observation: Callable[..., Any]
     host_terminated: Callable[..., bool]
     robot: Mapping[str, Any]
@@ -91,6 +93,9 @@ class Env:
       dt: control step in seconds.
       episode_length: steps after which an episode is truncated.
       sim: the loaded model (`jaxhum.sim.SimModel`).
+      observation_layout: (term name, size) of each observation slice, in order; sizes add up
+        to observation_size (what an exported policy's robot loop needs to build the vector).
+      robot: the `jaxhum.robots.Robot` record of tasks on one of our robots, else None.
       deploy: how to run the task's policy outside JAX (`DeploySpec`); None if the task has
         not described it (export and sim-to-sim then refuse it).
     """
@@ -106,6 +111,8 @@ class Env:
     dt: float
     episode_length: int
     sim: Any
+    observation_layout: tuple[tuple[str, int], ...] = ()
+    robot: Any = None
     deploy: DeploySpec | None = None
 
 

@@ -202,9 +202,9 @@ def make(config: HumanoidRunConfig) -> Env:
             metrics=metrics,
         )
 
-    obs_shape = jax.eval_shape(reset, jax.ShapeDtypeStruct((2,), jnp.uint32)).obs.shape
+    obs_layout = observations.layout(
+        OBSERVATION_TERMS, {"data": jax.eval_shape(physics.init, model, qpos0, jnp.zeros((mj.nv,)))})
     deploy = _deploy_spec(config, sim, np.asarray(ctrl_lo), np.asarray(ctrl_hi))
-    chex.assert_equal(sum(size for _, size in deploy.observation_layout), int(np.prod(obs_shape)))
     return Env(
         name="humanoid_run",
         config=config,
@@ -212,11 +212,12 @@ def make(config: HumanoidRunConfig) -> Env:
         reset_to=reset_to,
         step=with_autoreset(step_without_reset, config.episode_length),
         step_without_reset=step_without_reset,
-        observation_size=int(np.prod(obs_shape)),
+        observation_size=sum(size for _, size in obs_layout),
         action_size=int(nu),
         dt=dt,
         episode_length=config.episode_length,
         sim=sim,
+        observation_layout=obs_layout,
         deploy=deploy,
     )
 
@@ -246,9 +247,11 @@ def _deploy_spec(config: HumanoidRunConfig, sim, ctrl_lo: np.ndarray, ctrl_hi: n
         "pd_gains": None,
     }
     return DeploySpec(
-        observation_layout=observations.layout(OBSERVATION_TERMS, {"data": mujoco.MjData(mj)}),
         ctrl_offset=(ctrl_lo + ctrl_hi) / 2.0,
         ctrl_scale=(ctrl_hi - ctrl_lo) / 2.0,
+        ctrl_min=ctrl_lo,
+        ctrl_max=ctrl_hi,
+        actuator_ids=np.arange(mj.nu),
         host_observation=host_observation,
         host_terminated=host_terminated,
         robot=robot,

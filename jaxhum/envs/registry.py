@@ -7,7 +7,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from jaxhum.envs import humanoid_run
+from jaxhum.envs import humanoid_run, walk
 from jaxhum.envs.base import Env
 
 
@@ -19,7 +19,10 @@ class TaskSpec(NamedTuple):
 
 
 REGISTRY: Mapping[str, TaskSpec] = types.MappingProxyType(
-    {"humanoid_run": TaskSpec(humanoid_run.HumanoidRunConfig, humanoid_run.make)}
+    {
+        "humanoid_run": TaskSpec(humanoid_run.HumanoidRunConfig, humanoid_run.make),
+        "walk": TaskSpec(walk.WalkConfig, walk.make),
+    }
 )
 
 

@@ -40,6 +40,8 @@ class _EvalCarry:
     episode_return: jax.Array  # (N,) float32, sum of rewards of the first episode
     episode_length: jax.Array  # (N,) float32, steps of the first episode
     reward_terms: dict[str, jax.Array]  # 'reward/<term>' -> (N,) episode sum of that term
+    task_metrics: dict[str, jax.Array]  # other env metrics (e.g. 'x_velocity') -> (N,) episode sum
+    fell: jax.Array  # (N,) float32, 1.0 if the first episode ended by termination (not the time limit)
 
 
 def make_evaluator(
@@ -57,20 +59,26 @@ def make_evaluator(
 
     The returned function takes ``key``, used only to reset the N envs (one split per env); it
     never touches a training key. Metrics (scalars): eval/episode_reward (mean over envs of the
-    first-episode return), eval/episode_reward_std, eval/episode_length (mean) and, for every
-    ``reward/<term>`` in the env metrics, ``eval/reward/<term>`` (mean over envs of the episode sum).
+    first-episode return), eval/episode_reward_std, eval/episode_length (mean), eval/fall_rate
+    (share of episodes that ended by termination rather than the time limit), for every
+    ``reward/<term>`` in the env metrics ``eval/reward/<term>`` (mean over envs of the episode sum)
+    and for every other env metric ``m`` (e.g. ``x_velocity``) ``eval/m`` (mean over envs of the
+    per-step average over the episode, e.g. the average forward velocity).
     """
 
     def evaluate(policy_params: Any, key: jax.Array) -> dict[str, jax.Array]:
         env_state = jax.vmap(env.reset)(jax.random.split(key, num_eval_envs))
         zeros = jnp.zeros((num_eval_envs,), jnp.float32)
         names = [k for k in env_state.metrics if k.startswith(REWARD_PREFIX)]
+        others = [k for k in env_state.metrics if not k.startswith(REWARD_PREFIX)]
         carry = _EvalCarry(
             env_state=env_state,
             active=jnp.ones((num_eval_envs,), jnp.float32),
             episode_return=zeros,
             episode_length=zeros,
             reward_terms={name: zeros for name in names},
+            task_metrics={name: zeros for name in others},
+            fell=zeros,
         )
         step = functools.partial(_eval_step, env, policy_fn, policy_params)
         # Stop as soon as every env's first episode has ended: early in training, when episodes
@@ -80,9 +88,12 @@ def make_evaluator(
             "eval/episode_reward": jnp.mean(carry.episode_return),
             "eval/episode_reward_std": jnp.std(carry.episode_return),
             "eval/episode_length": jnp.mean(carry.episode_length),
+            "eval/fall_rate": jnp.mean(carry.fell),
         }
         for name, total in carry.reward_terms.items():
             metrics[f"eval/{name}"] = jnp.mean(total)
+        for name, total in carry.task_metrics.items():
+            metrics[f"eval/{name}"] = jnp.mean(total / jnp.maximum(carry.episode_length, 1.0))
         return metrics
 
     return evaluate
@@ -96,6 +107,10 @@ def _eval_step(env: Env, policy_fn: PolicyFn, policy_params: Any, carry: _EvalCa
     terms = {
         name: total + active * env_state.metrics[name] for name, total in carry.reward_terms.items()
     }
+    task_metrics = {
+        name: total + active * env_state.metrics[name] for name, total in carry.task_metrics.items()
+    }
+    terminated = env_state.done * (1.0 - env_state.truncated)
     new = _EvalCarry(
         env_state=env_state,
         # done marks the step that ended the episode; that step's reward still counts.
@@ -103,5 +118,7 @@ def _eval_step(env: Env, policy_fn: PolicyFn, policy_params: Any, carry: _EvalCa
         episode_return=carry.episode_return + active * env_state.reward,
         episode_length=carry.episode_length + active,
         reward_terms=terms,
+        task_metrics=task_metrics,
+        fell=carry.fell + active * terminated,
     )
     return new
