@@ -24,6 +24,9 @@ except by the keep-newest-K policy; a corrupted checkpoint is moved to `corrupt_
 Public API:
     state, config = restore(run_dir, step=None)      # TrainState pytree and RunConfig
     policy = load_policy(run_dir)                     # jitted obs -> action
+    run = load_run(run_dir)                           # config, env, policy params, pure act()
+
+Loading a run imports `jaxhum.runs` (what a run is) and never `jaxhum.runner` (the training loop).
 """
 
 from __future__ import annotations

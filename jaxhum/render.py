@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes.util
 import os
 import pathlib
+import warnings
 from typing import Any
 
 import numpy as np
@@ -120,7 +121,11 @@ def write_video(model: Any, qpos: np.ndarray, path: str | os.PathLike, fps: floa
     import imageio.v2 as imageio
 
     frames = render_frames(model, qpos, height, width)
-    imageio.mimwrite(str(path), list(frames), fps=fps, codec="libx264", macro_block_size=1)
+    with warnings.catch_warnings():
+        # imageio-ffmpeg starts ffmpeg with subprocess (fork + exec at once), which is safe
+        # beside JAX's threads; JAX's generic os.fork warning would only alarm the user.
+        warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+        imageio.mimwrite(str(path), list(frames), fps=fps, codec="libx264", macro_block_size=1)
 
 
 def record_episode(run: Any, seed: int) -> np.ndarray:
