@@ -234,6 +234,7 @@ def test_sim2sim_native_mujoco_matches_mjx(run, mjx_report, tmp_path):
     assert "MuJoCo" in sim2sim.format_table(report)
 
 
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # ffmpeg's subprocess when reading back
 def test_video_frames_are_rendered(run, tmp_path):
     try:
         render.check_gl()
