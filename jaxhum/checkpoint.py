@@ -24,6 +24,9 @@ except by the keep-newest-K policy; a corrupted checkpoint is moved to `corrupt_
 Public API:
     state, config = restore(run_dir, step=None)      # TrainState pytree and RunConfig
     policy = load_policy(run_dir)                     # jitted obs -> action
+    run = load_run(run_dir)                           # config, env, policy params, pure act()
+
+Loading a run imports `jaxhum.runs` (what a run is) and never `jaxhum.runner` (the training loop).
 """
 
 from __future__ import annotations
@@ -44,15 +47,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxhum import config as config_lib
+from jaxhum import runs
+
 __all__ = [
     "BEST_DIR",
     "CHECKPOINT_DIR",
     "CheckpointError",
     "CheckpointSaveError",
     "CheckpointStore",
+    "LoadedRun",
     "Restored",
     "load_policy",
+    "load_run",
     "restore",
+    "saved_config",
 ]
 
 CHECKPOINT_DIR = "checkpoints"
@@ -407,6 +416,26 @@ def _describe_io_error(err: BaseException) -> str:
 # ----------------------------------------------------------------------------- public API
 
 
+def saved_config(store: CheckpointStore, step: int | None = None, best: bool = False) -> runs.RunConfig:
+    """The RunConfig stored with a checkpoint (newest readable one when step is None)."""
+    steps = store.steps(best=best)
+    if not steps:
+        raise CheckpointError(f"{store.run_dir}: no complete checkpoint found")
+    candidates = [step] if step is not None else list(reversed(steps))
+    last_error: Exception | None = None
+    for candidate in candidates:
+        try:
+            data = store.read_json(candidate, "config", best=best)
+        except Exception as err:  # a damaged checkpoint: try the one before
+            last_error = err
+            continue
+        try:
+            return config_lib.from_json(runs.RunConfig, data)
+        except config_lib.ConfigError as err:
+            raise CheckpointError(f"saved config does not fit this version of RunConfig: {err}") from None
+    raise CheckpointError(f"{store.run_dir}: no checkpoint with a readable config ({last_error})")
+
+
 def restore(run_dir: str | os.PathLike, step: int | None = None, best: bool = False) -> tuple[Any, Any]:
     """Loads a saved training state and its config.
 
@@ -420,21 +449,64 @@ def restore(run_dir: str | os.PathLike, step: int | None = None, best: bool = Fa
     Raises:
       CheckpointError: no such run directory or checkpoint, or it does not restore.
     """
-    # Imported here, not at the top: rebuilding the state's structure needs the env and the
-    # trainer, and jaxhum.runner (which builds them) itself imports this module.
-    from jaxhum import runner
+    restored, config = _restore(run_dir, step, best)
+    return restored.state, config
 
+
+def _restore(run_dir: str | os.PathLike, step: int | None, best: bool) -> tuple[Restored, Any]:
     run_dir = pathlib.Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory")
     store = CheckpointStore(run_dir, read_only=True)
     try:
-        config = runner.saved_config(store, step=step, best=best)
-        trainer = runner.build_trainer(config)
-        restored = store.restore(template=runner.state_template(trainer, config), step=step, best=best)
+        config = saved_config(store, step=step, best=best)
+        trainer = runs.build_trainer(config)
+        restored = store.restore(template=runs.state_template(trainer, config), step=step, best=best)
     finally:
         store.close()
-    return restored.state, config
+    return restored, config
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedRun:
+    """A trained run, ready for evaluation, export and sim-to-sim (no training loop involved).
+
+    Attributes:
+      run_dir: the run directory.
+      config: its `RunConfig`.
+      step: env steps of the loaded checkpoint.
+      env: the task built from the config (`jaxhum.envs.Env`).
+      params: the policy parameters with the observation normalizer (`PolicyParams`).
+      act: `act(params, obs (..., obs_size)) -> action (..., A)`, the deterministic action
+        tanh(loc) (pure; jit it at the call site).
+    """
+
+    run_dir: pathlib.Path
+    config: Any
+    step: int
+    env: Any
+    params: Any
+    act: Callable[[Any, jax.Array], jax.Array]
+
+
+def load_run(run_dir: str | os.PathLike, step: int | None = None, best: bool = False) -> LoadedRun:
+    """Loads a run's policy and task (newest checkpoint, a given `step`, or the `best` one).
+
+    Raises:
+      CheckpointError: no such run directory or checkpoint, or it does not restore.
+    """
+    from jaxhum.rl.train import policy_bundle
+
+    restored, config = _restore(run_dir, step, best)
+    trainer = runs.build_trainer(config)
+    return LoadedRun(
+        run_dir=pathlib.Path(run_dir),
+        config=config,
+        step=restored.step,
+        env=runs.build_env(config),
+        params=policy_bundle(restored.state),
+        act=lambda params, obs: trainer.policy_fn(params, obs, None),
+    )
 
 
 def load_policy(
@@ -450,7 +522,5 @@ def load_policy(
       (..., action_size) in [-1, 1]; the observation normalizer saved with the params is
       applied inside. With `deterministic=False` pass a PRNG key to sample.
     """
-    from jaxhum import runner
-
     state, config = restore(run_dir, step=step, best=best)
-    return runner.make_policy(runner.build_trainer(config), state, deterministic=deterministic)
+    return runs.make_policy(runs.build_trainer(config), state, deterministic=deterministic)

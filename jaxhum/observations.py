@@ -13,6 +13,7 @@ from typing import Any
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from mujoco import mjx
 
 from jaxhum.rewards import call_term
@@ -54,6 +55,16 @@ def concat(terms: Sequence[Any], context: Mapping[str, Any]) -> jax.Array:
     return jnp.concatenate(parts)
 
 
+def concat_host(terms: Sequence[Any], context: Mapping[str, Any]) -> np.ndarray:
+    """`concat` in numpy: the same terms evaluated on host data (e.g. a native `mujoco.MjData`).
+
+    The terms only index and combine arrays, so they run on numpy arrays as they are; this is
+    the observation a policy sees when it runs outside JAX (sim-to-sim, a robot). (obs_size,) float32.
+    """
+    return np.concatenate([np.asarray(call_term(fn, context), np.float32).ravel() for fn in terms])
+
+
+
 # ----------------------------------------------------------------------------- robot terms
 
 
@@ -74,7 +85,9 @@ def gravity_in_imu(*, data: mjx.Data, imu_site_id: int) -> jax.Array:
     without the yaw, which a walking robot cannot observe absolutely.
     """
     rot = data.site_xmat[imu_site_id].reshape(3, 3)
-    return rot.T @ jnp.array([0.0, 0.0, -1.0], rot.dtype)
+    # R^T (0, 0, -1) is minus the third row of R: plain indexing, so the term also runs on
+    # native MjData in numpy (sim-to-sim, export) without JAX.
+    return -rot[2]
 
 
 def imu_linear_velocity(*, data: mjx.Data, linvel_slice: slice) -> jax.Array:

@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import datetime
 import errno
-import functools
 import math
 import os
 import pathlib
@@ -37,8 +36,23 @@ from typing import Any
 from jaxhum import checkpoint as checkpoint_lib
 from jaxhum import config as config_lib
 from jaxhum import runlog
+from jaxhum.checkpoint import saved_config
 from jaxhum.config import ConfigError, FrozenMapping
-from jaxhum.rl.train import PPOConfig
+
+# What a run is (config, building its env/trainer/policy) lives in jaxhum.runs, which loading a
+# run uses without this training loop; re-exported here, where experiments have always found it.
+from jaxhum.runs import (
+    RESUMABLE_FIELDS,
+    RunConfig,
+    build_env,
+    build_trainer,
+    every_iterations,
+    make_policy,
+    num_iterations,
+    state_template,
+    steps_per_iteration,
+    train_keys,
+)
 
 __all__ = [
     "RESUMABLE_FIELDS",
@@ -57,70 +71,6 @@ __all__ = [
     "train",
     "validate",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """One training run. Build it with an experiment's `get_config()`, never by hand-editing.
-
-    Attributes:
-      env_name: task name in the `jaxhum.envs` registry.
-      env: overrides passed to `jaxhum.envs.make(env_name, **env)`; set single keys with
-        `env.episode_length=500` or `env.reward_weights.ctrl_l2=0`.
-      ppo: PPO hyperparameters (`jaxhum.rl.train.PPOConfig`; see its docstring).
-      seed: seeds the training key (init, rollouts, SGD) and, split from it, the eval key.
-      num_timesteps: env steps to train for; rounded up to whole iterations.
-      log_every: env steps between log points (metrics.jsonl, TensorBoard, progress).
-      eval_every: env steps between evaluations; 0 disables evaluation (also the final one).
-      checkpoint_every: env steps between checkpoints (one is also saved at the end and on
-        SIGINT/SIGTERM).
-      keep_checkpoints: how many of the newest checkpoints to keep (the best one is kept
-        separately in best_checkpoint/).
-      out_dir: run directory; empty means runs/<env_name>/<UTC timestamp>-s<seed>.
-      stop_at_eval_return: end the run (with a final checkpoint) at the first evaluation
-        whose mean episode return reaches this value; inf never stops early.
-    """
-
-    env_name: str = "humanoid_run"
-    env: Mapping[str, Any] = FrozenMapping()
-    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
-    seed: int = 0
-    num_timesteps: int = 50_000_000
-    log_every: int = 500_000
-    eval_every: int = 2_500_000
-    checkpoint_every: int = 5_000_000
-    keep_checkpoints: int = 3
-    out_dir: str = ""
-    # inf is the documented "never stop early"; nan and -inf are refused like in any float field.
-    stop_at_eval_return: float = dataclasses.field(
-        default=math.inf, metadata={config_lib.ALLOW_NON_FINITE: (math.inf,)})
-
-
-# Fields a resumed run may change: none of them alters the state's shapes or the training math
-# up to the point reached (a longer num_timesteps does lengthen a 'linear' lr schedule).
-RESUMABLE_FIELDS = (
-    "num_timesteps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "out_dir", "stop_at_eval_return",
-)
-
-
-# ----------------------------------------------------------------------------- derived values
-
-
-def steps_per_iteration(config: RunConfig) -> int:
-    """Env steps per training iteration: num_envs * unroll_length."""
-    return config.ppo.env_steps_per_iteration
-
-
-def num_iterations(config: RunConfig) -> int:
-    """Iterations needed to reach num_timesteps (rounded up)."""
-    return max(1, math.ceil(config.num_timesteps / steps_per_iteration(config)))
-
-
-def every_iterations(config: RunConfig, env_steps: int) -> int:
-    """A cadence in env steps as a whole number of iterations (>= 1; 0 stays 0 = never)."""
-    if env_steps == 0:
-        return 0
-    return max(1, round(env_steps / steps_per_iteration(config)))
 
 
 # ----------------------------------------------------------------------------- validation
@@ -214,99 +164,6 @@ def validate(config: RunConfig, build: bool = True) -> RunConfig:
     return config
 
 
-# ----------------------------------------------------------------------------- building
-
-
-def build_env(config: RunConfig) -> Any:
-    """The task: `jaxhum.envs.make(env_name, **env)` (memoized: an Env is immutable)."""
-    return _make_env(config.env_name, FrozenMapping(config.env))
-
-
-@functools.lru_cache(maxsize=4)
-def _make_env(env_name: str, overrides: FrozenMapping) -> Any:
-    from jaxhum import envs
-
-    return envs.make(env_name, **overrides)
-
-
-def build_trainer(config: RunConfig, env: Any | None = None) -> Any:
-    """`jaxhum.rl.train.make_train` for this run (builds the env unless given)."""
-    from jaxhum.rl import train
-
-    return train.make_train(env if env is not None else build_env(config), config.ppo, num_iterations(config))
-
-
-def _keys(config: RunConfig) -> tuple[Any, Any]:
-    """(train_key, eval_key): one split of the seed; each has one purpose."""
-    import jax
-
-    train_key, eval_key = jax.random.split(jax.random.key(config.seed))
-    return train_key, eval_key
-
-
-def state_template(trainer: Any, config: RunConfig) -> Any:
-    """Shapes and dtypes of the TrainState (`jax.eval_shape` of init: nothing is computed).
-
-    Memoized on the fields that can change the state's structure, since tracing the env's reset
-    takes seconds; `trainer` must be the one built for `config`.
-    """
-    import jax
-
-    key = dataclasses.replace(config, **{f: getattr(RunConfig(), f) for f in RESUMABLE_FIELDS})
-    if key not in _TEMPLATES:
-        while len(_TEMPLATES) >= 4:
-            _TEMPLATES.pop(next(iter(_TEMPLATES)))
-        _TEMPLATES[key] = jax.eval_shape(trainer.init, _keys(config)[0])
-    return _TEMPLATES[key]
-
-
-_TEMPLATES: dict[RunConfig, Any] = {}  # shape-determining config -> TrainState template
-
-
-def make_policy(trainer: Any, state: Any, deterministic: bool = True) -> Callable[..., Any]:
-    """`policy(obs, key=None) -> action` from a TrainState (normalizer included), jitted."""
-    import jax
-
-    from jaxhum.rl.train import policy_bundle
-
-    params = policy_bundle(state)
-    if deterministic:
-        act = jax.jit(lambda p, obs: trainer.policy_fn(p, obs, None))
-
-        def policy(obs: Any, key: Any = None) -> Any:
-            del key  # the deterministic action needs none
-            return act(params, obs)
-    else:
-        sample = jax.jit(trainer.policy_fn)
-
-        def policy(obs: Any, key: Any = None) -> Any:
-            if key is None:
-                raise ValueError("key: a stochastic policy (deterministic=False) needs a PRNG key")
-            return sample(params, obs, key)
-
-    return policy
-
-
-def saved_config(store: checkpoint_lib.CheckpointStore, step: int | None = None, best: bool = False) -> RunConfig:
-    """The RunConfig stored with a checkpoint (newest readable one when step is None)."""
-    steps = store.steps(best=best)
-    if not steps:
-        raise checkpoint_lib.CheckpointError(f"{store.run_dir}: no complete checkpoint found")
-    candidates = [step] if step is not None else list(reversed(steps))
-    last_error: Exception | None = None
-    for candidate in candidates:
-        try:
-            data = store.read_json(candidate, "config", best=best)
-        except Exception as err:  # a damaged checkpoint: try the one before
-            last_error = err
-            continue
-        try:
-            return config_lib.from_json(RunConfig, data)
-        except ConfigError as err:
-            raise checkpoint_lib.CheckpointError(f"saved config does not fit this version of RunConfig: {err}") from None
-    raise checkpoint_lib.CheckpointError(f"{store.run_dir}: no checkpoint with a readable config ({last_error})")
-
-
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -391,7 +248,7 @@ def train(
     log_every = every_iterations(config, config.log_every)
     eval_every = every_iterations(config, config.eval_every)
     checkpoint_every = every_iterations(config, config.checkpoint_every)
-    train_key, eval_key = _keys(config)
+    train_key, eval_key = train_keys(config)
     config_json = config_lib.to_json(config)
 
     store = checkpoint_lib.CheckpointStore(run_dir, keep=config.keep_checkpoints)

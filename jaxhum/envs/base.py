@@ -11,7 +11,7 @@ Autoreset restores the state a given environment started its episode in (drawn a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -49,6 +49,35 @@ class EnvState:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class DeploySpec:
+    """What running a task's policy outside JAX needs (export, sim-to-sim in native MuJoCo).
+
+    Attributes:
+      ctrl_offset, ctrl_scale, ctrl_min, ctrl_max: (A,) float arrays: the task maps an action a
+        in [-1, 1]^A onto actuator controls as
+        `ctrl[actuator_ids] = clip(ctrl_offset + ctrl_scale * clip(a, -1, 1), ctrl_min, ctrl_max)`
+        (a torque task: the middle and half-width of each ctrl range; a position-actuated robot:
+        the home pose, the action scale and the joint range).
+      actuator_ids: (A,) int, the actuator each action entry drives.
+      host_observation: `(*, model: mujoco.MjModel, data: mujoco.MjData, last_action (nu,))
+        -> (obs_size,) float32 numpy array`, the task's observation built from native MuJoCo
+        data after `mj_step` (command tasks also take `command`).
+      host_terminated: `(*, model, data) -> bool`, the task's termination on native data.
+      robot: JSON-able robot facts for an exported policy's policy.json (home pose, PD gains,
+        torque limits, ... whatever the robot has; None where it has none).
+    """
+
+    ctrl_offset: Any
+    ctrl_scale: Any
+    ctrl_min: Any
+    ctrl_max: Any
+    actuator_ids: Any
+    host_observation: Callable[..., Any]
+    host_terminated: Callable[..., bool]
+    robot: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Env:
     """A task as a named bundle of pure functions over `EnvState` for a single environment.
 
@@ -67,6 +96,8 @@ class Env:
       observation_layout: (term name, size) of each observation slice, in order; sizes add up
         to observation_size (what an exported policy's robot loop needs to build the vector).
       robot: the `jaxhum.robots.Robot` record of tasks on one of our robots, else None.
+      deploy: how to run the task's policy outside JAX (`DeploySpec`); None if the task has
+        not described it (export and sim-to-sim then refuse it).
     """
 
     name: str
@@ -82,6 +113,7 @@ class Env:
     sim: Any
     observation_layout: tuple[tuple[str, int], ...] = ()
     robot: Any = None
+    deploy: DeploySpec | None = None
 
 
 def with_autoreset(

@@ -27,9 +27,10 @@ import chex
 import jax
 import jax.numpy as jnp
 import mujoco
+import numpy as np
 
 from jaxhum import observations, rewards
-from jaxhum.envs.base import Env, EnvState, with_autoreset
+from jaxhum.envs.base import DeploySpec, Env, EnvState, with_autoreset
 from jaxhum.sim import PhysicsOptions, load_model, physics
 
 REWARD_TERMS: Mapping[str, rewards.RewardTerm] = types.MappingProxyType(
@@ -203,6 +204,7 @@ def make(config: HumanoidRunConfig) -> Env:
 
     obs_layout = observations.layout(
         OBSERVATION_TERMS, {"data": jax.eval_shape(physics.init, model, qpos0, jnp.zeros((mj.nv,)))})
+    deploy = _deploy_spec(config, sim, np.asarray(ctrl_lo), np.asarray(ctrl_hi))
     return Env(
         name="humanoid_run",
         config=config,
@@ -216,4 +218,41 @@ def make(config: HumanoidRunConfig) -> Env:
         episode_length=config.episode_length,
         sim=sim,
         observation_layout=obs_layout,
+        deploy=deploy,
+    )
+
+
+def _deploy_spec(config: HumanoidRunConfig, sim, ctrl_lo: np.ndarray, ctrl_hi: np.ndarray) -> DeploySpec:
+    """humanoid_run outside JAX: the same observation terms on native MjData, the same ctrl map."""
+    mj = sim.mj_model
+    torso = sim.id("body", "torso")
+
+    def host_observation(*, model: mujoco.MjModel, data: mujoco.MjData, last_action=None) -> np.ndarray:
+        del model, last_action  # the observation reads data alone
+        return observations.concat_host(OBSERVATION_TERMS, {"data": data})
+
+    def host_terminated(*, model: mujoco.MjModel, data: mujoco.MjData) -> bool:
+        del model
+        z = float(data.xpos[torso, 2])
+        healthy = config.healthy_z_min <= z <= config.healthy_z_max
+        return bool(config.terminate_when_unhealthy and not healthy)
+
+    joints = [int(j) for j in mj.actuator_trnid[:, 0]]
+    robot = {
+        "actuators": "torque motors (ctrl is a torque fraction times gear)",
+        "ctrl_range": np.stack([ctrl_lo, ctrl_hi], -1).tolist(),
+        "gear": mj.actuator_gear[:, 0].tolist(),
+        # the reset pose of each actuated joint (no PD gains: the actuators are motors)
+        "home_pose": [float(mj.qpos0[mj.jnt_qposadr[j]]) for j in joints],
+        "pd_gains": None,
+    }
+    return DeploySpec(
+        ctrl_offset=(ctrl_lo + ctrl_hi) / 2.0,
+        ctrl_scale=(ctrl_hi - ctrl_lo) / 2.0,
+        ctrl_min=ctrl_lo,
+        ctrl_max=ctrl_hi,
+        actuator_ids=np.arange(mj.nu),
+        host_observation=host_observation,
+        host_terminated=host_terminated,
+        robot=robot,
     )

@@ -31,9 +31,11 @@ from collections.abc import Mapping
 import chex
 import jax
 import jax.numpy as jnp
+import mujoco
+import numpy as np
 
 from jaxhum import observations, rewards, robots
-from jaxhum.envs.base import Env, EnvState, with_autoreset
+from jaxhum.envs.base import DeploySpec, Env, EnvState, with_autoreset
 from jaxhum.sim import physics
 
 REWARD_TERMS: Mapping[str, rewards.RewardTerm] = types.MappingProxyType(
@@ -242,4 +244,48 @@ def make(config: WalkConfig) -> Env:
         sim=sim,
         observation_layout=layout,
         robot=robot,
+        deploy=_deploy_spec(config, robot, idx, fall_height),
+    )
+
+
+def _deploy_spec(config: WalkConfig, robot: robots.Robot, idx: robots.RobotIndex, fall_height: float) -> DeploySpec:
+    """walk outside JAX: the same observation terms on native MjData (foot contacts from its
+    contact list), the same position targets, the same fall test."""
+    context = {
+        "qpos_adr": idx.qpos_adr,
+        "dof_adr": idx.dof_adr,
+        "home_joint_pos": np.asarray(idx.home_joint_pos, np.float32),
+        "imu_site_id": idx.imu_site_id,
+        "linvel_slice": idx.linvel,
+        "gyro_slice": idx.gyro,
+    }
+
+    def host_observation(*, model: mujoco.MjModel, data: mujoco.MjData, last_action=None) -> np.ndarray:
+        del model, last_action  # the observation reads data alone
+        contact = robots.foot_contacts_np(idx, data)
+        return observations.concat_host(OBSERVATION_TERMS, {"data": data, "foot_contact": contact, **context})
+
+    def host_terminated(*, model: mujoco.MjModel, data: mujoco.MjData) -> bool:
+        del model
+        return bool(config.terminate_on_fall and data.xpos[idx.root_body_id, 2] < fall_height)
+
+    return DeploySpec(
+        ctrl_offset=np.asarray(idx.home_joint_pos, np.float64),
+        ctrl_scale=np.asarray(idx.action_scale, np.float64),
+        ctrl_min=np.asarray(idx.joint_range[:, 0], np.float64),
+        ctrl_max=np.asarray(idx.joint_range[:, 1], np.float64),
+        actuator_ids=np.asarray(idx.actuator_ids),
+        host_observation=host_observation,
+        host_terminated=host_terminated,
+        robot={
+            "name": robot.name,
+            "actuators": "position (PD inside the physics): torque = kp (target - q) - kd qdot, clipped to torque_limit",
+            "home_pose": np.asarray(idx.home_joint_pos).tolist(),
+            "action_scale": np.asarray(idx.action_scale).tolist(),
+            "pd_gains": {"kp": np.asarray(idx.kp).tolist(), "kd": np.asarray(idx.kd).tolist()},
+            "torque_limit": np.asarray(idx.torque_limit).tolist(),
+            "joint_range": np.asarray(idx.joint_range).tolist(),
+            "imu": {"site": robot.imu_site, "gyro": robot.gyro_sensor, "linvel": robot.linvel_sensor},
+            "feet": list(robot.foot_sites),
+        },
     )

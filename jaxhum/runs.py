@@ -1,0 +1,169 @@
+"""What a run is, without the training loop: its config and how to rebuild its env, trainer and policy.
+
+`RunConfig` fully determines a run; `build_env`, `build_trainer`, `state_template` and
+`make_policy` rebuild from it everything that loading a saved run needs. Dependencies point one
+way: `jaxhum.checkpoint` (loading) and `jaxhum.runner` (the training loop) import this module;
+it imports neither, so evaluation, export and sim-to-sim can load a run without the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jaxhum import config as config_lib
+from jaxhum.config import FrozenMapping
+from jaxhum.rl.train import PPOConfig
+
+__all__ = [
+    "RESUMABLE_FIELDS",
+    "RunConfig",
+    "build_env",
+    "build_trainer",
+    "every_iterations",
+    "make_policy",
+    "num_iterations",
+    "state_template",
+    "steps_per_iteration",
+    "train_keys",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One training run. Build it with an experiment's `get_config()`, never by hand-editing.
+
+    Attributes:
+      env_name: task name in the `jaxhum.envs` registry.
+      env: overrides passed to `jaxhum.envs.make(env_name, **env)`; set single keys with
+        `env.episode_length=500` or `env.reward_weights.ctrl_l2=0`.
+      ppo: PPO hyperparameters (`jaxhum.rl.train.PPOConfig`; see its docstring).
+      seed: seeds the training key (init, rollouts, SGD) and, split from it, the eval key.
+      num_timesteps: env steps to train for; rounded up to whole iterations.
+      log_every: env steps between log points (metrics.jsonl, TensorBoard, progress).
+      eval_every: env steps between evaluations; 0 disables evaluation (also the final one).
+      checkpoint_every: env steps between checkpoints (one is also saved at the end and on
+        SIGINT/SIGTERM).
+      keep_checkpoints: how many of the newest checkpoints to keep (the best one is kept
+        separately in best_checkpoint/).
+      out_dir: run directory; empty means runs/<env_name>/<UTC timestamp>-s<seed>.
+      stop_at_eval_return: end the run (with a final checkpoint) at the first evaluation
+        whose mean episode return reaches this value; inf never stops early.
+    """
+
+    env_name: str = "humanoid_run"
+    env: Mapping[str, Any] = FrozenMapping()
+    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+    seed: int = 0
+    num_timesteps: int = 50_000_000
+    log_every: int = 500_000
+    eval_every: int = 2_500_000
+    checkpoint_every: int = 5_000_000
+    keep_checkpoints: int = 3
+    out_dir: str = ""
+    # inf is the documented "never stop early"; nan and -inf are refused like in any float field.
+    stop_at_eval_return: float = dataclasses.field(
+        default=math.inf, metadata={config_lib.ALLOW_NON_FINITE: (math.inf,)})
+
+
+# Fields a resumed run may change: none of them alters the state's shapes or the training math
+# up to the point reached (a longer num_timesteps does lengthen a 'linear' lr schedule).
+RESUMABLE_FIELDS = (
+    "num_timesteps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "out_dir", "stop_at_eval_return",
+)
+
+
+# ----------------------------------------------------------------------------- derived values
+
+
+def steps_per_iteration(config: RunConfig) -> int:
+    """Env steps per training iteration: num_envs * unroll_length."""
+    return config.ppo.env_steps_per_iteration
+
+
+def num_iterations(config: RunConfig) -> int:
+    """Iterations needed to reach num_timesteps (rounded up)."""
+    return max(1, math.ceil(config.num_timesteps / steps_per_iteration(config)))
+
+
+def every_iterations(config: RunConfig, env_steps: int) -> int:
+    """A cadence in env steps as a whole number of iterations (>= 1; 0 stays 0 = never)."""
+    if env_steps == 0:
+        return 0
+    return max(1, round(env_steps / steps_per_iteration(config)))
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def build_env(config: RunConfig) -> Any:
+    """The task: `jaxhum.envs.make(env_name, **env)` (memoized: an Env is immutable)."""
+    return _make_env(config.env_name, FrozenMapping(config.env))
+
+
+@functools.lru_cache(maxsize=4)
+def _make_env(env_name: str, overrides: FrozenMapping) -> Any:
+    from jaxhum import envs
+
+    return envs.make(env_name, **overrides)
+
+
+def build_trainer(config: RunConfig, env: Any | None = None) -> Any:
+    """`jaxhum.rl.train.make_train` for this run (builds the env unless given)."""
+    from jaxhum.rl import train
+
+    return train.make_train(env if env is not None else build_env(config), config.ppo, num_iterations(config))
+
+
+def train_keys(config: RunConfig) -> tuple[Any, Any]:
+    """(train_key, eval_key): one split of the seed; each has one purpose."""
+    import jax
+
+    train_key, eval_key = jax.random.split(jax.random.key(config.seed))
+    return train_key, eval_key
+
+
+def state_template(trainer: Any, config: RunConfig) -> Any:
+    """Shapes and dtypes of the TrainState (`jax.eval_shape` of init: nothing is computed).
+
+    Memoized on the fields that can change the state's structure, since tracing the env's reset
+    takes seconds; `trainer` must be the one built for `config`.
+    """
+    import jax
+
+    key = dataclasses.replace(config, **{f: getattr(RunConfig(), f) for f in RESUMABLE_FIELDS})
+    if key not in _TEMPLATES:
+        while len(_TEMPLATES) >= 4:
+            _TEMPLATES.pop(next(iter(_TEMPLATES)))
+        _TEMPLATES[key] = jax.eval_shape(trainer.init, train_keys(config)[0])
+    return _TEMPLATES[key]
+
+
+_TEMPLATES: dict[RunConfig, Any] = {}  # shape-determining config -> TrainState template
+
+
+def make_policy(trainer: Any, state: Any, deterministic: bool = True) -> Callable[..., Any]:
+    """`policy(obs, key=None) -> action` from a TrainState (normalizer included), jitted."""
+    import jax
+
+    from jaxhum.rl.train import policy_bundle
+
+    params = policy_bundle(state)
+    if deterministic:
+        act = jax.jit(lambda p, obs: trainer.policy_fn(p, obs, None))
+
+        def policy(obs: Any, key: Any = None) -> Any:
+            del key  # the deterministic action needs none
+            return act(params, obs)
+    else:
+        sample = jax.jit(trainer.policy_fn)
+
+        def policy(obs: Any, key: Any = None) -> Any:
+            if key is None:
+                raise ValueError("key: a stochastic policy (deterministic=False) needs a PRNG key")
+            return sample(params, obs, key)
+
+    return policy
