@@ -83,8 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise _UsageError(f"--data: cannot create {data_dir} ({err.strerror})") from None
-        _check_port(args.host, port)
         lock = _lock(data_dir)
+        _check_port(args.host, port)
     except _UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
