@@ -224,7 +224,8 @@ def test_bad_requests_are_refused_before_any_process_starts(server):
 def test_bad_command_lines_are_one_line_errors(server):
     for argv, message in (
         (["--max-concurrent", "0"], "error: --max-concurrent: must be an integer in [1, 1024], got '0'"),
-        (["--port", str(server.port), "--data", str(server.data)], f"error: --data: {server.data} is served by another running server"),
+        (["--port", str(server.port), "--data", str(server.data)],
+         f"error: --data: {server.data} is served by another running server"),
     ):
         out = subprocess.run([sys.executable, "-m", "jaxhum.jobs", *argv], env=server.env,
                              capture_output=True, text=True, timeout=120)

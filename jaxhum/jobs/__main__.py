@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m jaxhum.jobs", description="The jaxhum training-job HTTP service.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", default="8000", help="TCP port (default 8000)")
-    parser.add_argument("--data", default="jaxhum-jobs", help="data directory: jobs.sqlite3, runs/, logs/ (default ./jaxhum-jobs)")
+    parser.add_argument("--data", default="jaxhum-jobs",
+                        help="data directory: jobs.sqlite3, runs/, logs/ (default ./jaxhum-jobs)")
     parser.add_argument("--max-concurrent", default="1", help="jobs running at once; more wait in a queue (default 1)")
     parser.add_argument("--stop-timeout", default="60",
                         help="seconds a stopping server waits for its jobs to checkpoint before killing them (default 60)")
