@@ -43,6 +43,7 @@ class Job:
       argv: the experiment's command line without --out / --resume / --progress.
       num_timesteps: env steps the run trains to (whole iterations).
       run_dir, log_path: absolute paths inside the data directory.
+      seed, preset: as resolved for the run (the preset the service chose when none was asked).
       created_at, started_at, finished_at: ISO UTC times ('' when not yet).
       pid, pid_start: the running process and its start time (clock ticks after boot, from
         /proc), so a reused pid is never mistaken for the job.
