@@ -1,0 +1,310 @@
+"""The HTTP API (FastAPI): submit, list, follow, cancel and resume training jobs.
+
+    POST /reinforcement-learning     start a job -> 201 {job_id, status, estimated_completion, log_link}
+    GET  /jobs, GET /jobs/{id}       status, step, latest eval return, ETA, run directory
+    GET  /logs/{id}.log              the job's output; ?offset=N for the bytes after N (the new
+                                     offset is in the X-Log-Offset header); ?follow=true streams
+                                     until the job ends
+    POST /jobs/{id}/cancel           SIGTERM: the run saves a checkpoint and stops -> cancelled
+    POST /jobs/{id}/resume           continue a cancelled/failed/resumable job from its checkpoint
+    GET  /health
+
+Errors are `{"detail": ...}`: 422 for malformed JSON or wrong types, 400 with one line
+`<field>: <constraint>` for a request the runner or the service refuses (checked in-process
+before any process starts), 404 for an unknown job or log, 409 for a request the job's status
+does not allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import pathlib
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+from typing import Annotated, Any
+
+import fastapi
+import pydantic
+from fastapi import responses
+
+from jaxhum.jobs import tasks as tasks_lib
+from jaxhum.jobs.manager import Conflict, Manager
+from jaxhum.jobs.store import ACTIVE, STATUSES, Job, Store
+
+__all__ = ["create_app"]
+
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+_LOG_CHUNK = 1 << 20  # bytes per log response, so a reply stays bounded
+_StrictPositive = Annotated[int, pydantic.Field(strict=True, gt=0)]
+_OverrideValue = str | bool | int | float | list[str | bool | int | float]
+
+
+class TrainRequest(pydantic.BaseModel):
+    """Body of POST /reinforcement-learning. Give exactly one of num_iterations, num_timesteps."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    task: str = pydantic.Field(description="experiment name, e.g. humanoid_run")
+    policy_type: str = pydantic.Field(description="the algorithm: PPO")
+    num_iterations: _StrictPositive | None = pydantic.Field(
+        None, description="training iterations of num_envs * unroll_length env steps each")
+    num_timesteps: _StrictPositive | None = pydantic.Field(None, description="env steps to train for")
+    seed: Annotated[int, pydantic.Field(strict=True, ge=0)] | None = None
+    preset: str | None = pydantic.Field(None, description="config preset (default: by the machine's accelerator)")
+    overrides: list[str] | dict[str, _OverrideValue] = pydantic.Field(
+        default_factory=list, description='config overrides: ["ppo.num_envs=64", ...] or {"ppo.num_envs": 64}')
+
+    @pydantic.model_validator(mode="after")
+    def _one_length(self) -> TrainRequest:
+        if (self.num_iterations is None) == (self.num_timesteps is None):
+            raise ValueError("give exactly one of num_iterations and num_timesteps")
+        return self
+
+
+class ResumeRequest(pydantic.BaseModel):
+    """Body of POST /jobs/{id}/resume (optional): a new length for the run, in total."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    num_iterations: _StrictPositive | None = None
+    num_timesteps: _StrictPositive | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _at_most_one(self) -> ResumeRequest:
+        if self.num_iterations is not None and self.num_timesteps is not None:
+            raise ValueError("give at most one of num_iterations and num_timesteps")
+        return self
+
+
+class JobCreated(pydantic.BaseModel):
+    job_id: str
+    status: str
+    estimated_completion: str | None
+    log_link: str
+
+
+class JobView(pydantic.BaseModel):
+    job_id: str
+    task: str
+    policy_type: str
+    status: str = pydantic.Field(description=" | ".join(STATUSES))
+    step: int
+    num_timesteps: int
+    eval_return: float | None = pydantic.Field(description="latest eval/episode_reward")
+    steps_per_second: float | None
+    estimated_completion: str | None = pydantic.Field(description="ISO UTC; null until a log point gives a rate")
+    seed: int | None
+    preset: str | None
+    command: list[str] = pydantic.Field(description="the experiment's arguments (before --out)")
+    run_dir: str
+    log_link: str
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    exit_code: int | None
+    cancel_requested: bool
+    error: str
+
+
+def _view(request: fastapi.Request, job: Job) -> JobView:
+    return JobView(
+        job_id=job.id, task=job.task, policy_type=job.policy_type, status=job.status, step=job.step,
+        num_timesteps=job.num_timesteps, eval_return=job.eval_return, steps_per_second=job.steps_per_second,
+        estimated_completion=job.eta if job.status == "running" else None, seed=job.seed, preset=job.preset,
+        command=list(job.argv), run_dir=job.run_dir, log_link=_log_link(request, job.id), created_at=job.created_at,
+        started_at=job.started_at or None, finished_at=job.finished_at or None, exit_code=job.exit_code,
+        cancel_requested=job.cancel_requested, error=job.error,
+    )
+
+
+def _log_link(request: fastapi.Request, job_id: str) -> str:
+    return str(request.url_for("read_log", name=f"{job_id}.log"))
+
+
+def _bad(err: Exception) -> fastapi.HTTPException:
+    return fastapi.HTTPException(400, str(err))
+
+
+@functools.lru_cache(maxsize=1)
+def _jobs_backend(env: tuple[tuple[str, str], ...]) -> str:
+    """JAX's default backend as a job process sees it (probed once in a subprocess, so the
+    server itself never claims an accelerator)."""
+    out = subprocess.run([sys.executable, "-c", "import jax; print(jax.default_backend())"],
+                         env=dict(env), capture_output=True, text=True, timeout=300)
+    return out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else "cpu"
+
+
+def create_app(data_dir: str | os.PathLike, max_concurrent: int = 1, stop_timeout: float = 60.0,
+               env: Mapping[str, str] | None = None) -> fastapi.FastAPI:
+    """The service over `data_dir` (jobs.sqlite3, runs/, logs/); jobs start with `env`
+    (default: the server's environment)."""
+    # The server validates configs and may build tasks in-process: keep its JAX on the CPU,
+    # whatever accelerator the jobs will use.
+    import jax
+
+    jax.config.update("jax_platforms", "cpu")
+    data_dir = pathlib.Path(data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    known = tasks_lib.discover()
+    manager = Manager(Store(data_dir), data_dir, known, max_concurrent=max_concurrent,
+                      stop_timeout=stop_timeout, env=env)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: fastapi.FastAPI) -> AsyncIterator[None]:
+        manager.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(manager.stop)
+
+    app = fastapi.FastAPI(title="jaxhum training jobs", lifespan=lifespan,
+                          description="Train jaxhum experiments as background jobs.")
+    app.state.manager = manager
+
+    def get_job(job_id: str) -> Job:
+        job = manager.store.get(job_id) if _JOB_ID.fullmatch(job_id) else None
+        if job is None:
+            raise fastapi.HTTPException(404, f"job_id: no job {job_id!r}")
+        return job
+
+    def task_of(name: str) -> tasks_lib.Task:
+        if name not in known:
+            raise fastapi.HTTPException(400, f"task: must be one of {', '.join(sorted(known))}, got {name!r}")
+        return known[name]
+
+    def default_preset(task: tasks_lib.Task) -> str | None:
+        """The preset the experiment would pick on the jobs' machine ('gpu' with an accelerator)."""
+        backend = _jobs_backend(tuple(sorted(manager.env.items())))
+        wanted = "cpu" if backend == "cpu" else "gpu"
+        return wanted if wanted in task.presets else None
+
+    def resolve_length(task: tasks_lib.Task, argv: list[str], num_iterations: int | None,
+                       num_timesteps: int | None) -> int | None:
+        """num_timesteps from num_iterations * env steps per iteration of the resolved config."""
+        if num_iterations is None:
+            return num_timesteps
+        return num_iterations * task.prepare(argv).config.ppo.env_steps_per_iteration
+
+    def total_steps(prepared: Any) -> int:
+        from jaxhum import runner
+
+        return runner.num_iterations(prepared.config) * runner.steps_per_iteration(prepared.config)
+
+    @app.post("/reinforcement-learning", status_code=201, response_model=JobCreated)
+    def submit(body: TrainRequest, request: fastapi.Request) -> JobCreated:
+        """Checks and starts (or queues) a training job."""
+        task = task_of(body.task)
+        policy = next((p for p in tasks_lib.POLICY_TYPES if p.lower() == body.policy_type.lower()), None)
+        if policy is None:
+            raise fastapi.HTTPException(
+                400, f"policy_type: must be one of {', '.join(tasks_lib.POLICY_TYPES)}, got {body.policy_type!r}")
+        job_id = manager.new_id()
+        try:
+            argv = tasks_lib.overrides_argv(body.overrides)
+            if body.preset is not None and body.preset not in task.presets:
+                raise tasks_lib.InvalidJob(f"preset: must be one of {', '.join(task.presets)}, got {body.preset!r}")
+            preset = body.preset if body.preset is not None else default_preset(task)
+            if preset is not None:
+                argv += ["--preset", preset]
+            if body.seed is not None:
+                argv += ["--seed", str(body.seed)]
+            out = ["--out", str(manager.run_dir(job_id))]
+            length = resolve_length(task, argv + out, body.num_iterations, body.num_timesteps)
+            argv += ["--num-timesteps", str(length)]
+            prepared = task.prepare(argv + out)
+        except tasks_lib.InvalidJob as err:
+            raise _bad(err) from None
+        job = manager.submit(job_id, task.name, policy, argv, total_steps(prepared), prepared.config.seed, preset)
+        return JobCreated(job_id=job.id, status=job.status, estimated_completion=job.eta,
+                          log_link=_log_link(request, job.id))
+
+    @app.get("/jobs", response_model=list[JobView])
+    def list_jobs(request: fastapi.Request) -> list[JobView]:
+        """Every job, oldest first."""
+        return [_view(request, j) for j in manager.store.list()]
+
+    @app.get("/jobs/{job_id}", response_model=JobView)
+    def read_job(job_id: str, request: fastapi.Request) -> JobView:
+        return _view(request, get_job(job_id))
+
+    @app.post("/jobs/{job_id}/cancel", response_model=JobView)
+    def cancel(job_id: str, request: fastapi.Request) -> JobView:
+        """Queued: cancelled at once. Running: SIGTERM; the run checkpoints, then the job is cancelled."""
+        try:
+            return _view(request, manager.cancel(get_job(job_id).id))
+        except Conflict as err:
+            raise fastapi.HTTPException(409, str(err)) from None
+
+    @app.post("/jobs/{job_id}/resume", response_model=JobView)
+    def resume(job_id: str, request: fastapi.Request, body: ResumeRequest | None = None) -> JobView:
+        """Continues a cancelled, failed or resumable job from its newest checkpoint, optionally
+        to a new total length."""
+        job = get_job(job_id)
+        body = body or ResumeRequest()
+        try:
+            Manager.check_resumable(job)
+            task = task_of(job.task)
+            length = resolve_length(task, Manager.resume_argv(job, 0), body.num_iterations, body.num_timesteps) or 0
+            prepared = task.prepare(Manager.resume_argv(job, length))
+            return _view(request, manager.resume(job.id, length, total_steps(prepared)))
+        except Conflict as err:
+            raise fastapi.HTTPException(409, str(err)) from None
+        except tasks_lib.InvalidJob as err:
+            raise _bad(err) from None
+
+    @app.get("/logs/{name}", name="read_log", response_class=responses.PlainTextResponse)
+    async def read_log(name: str, offset: Annotated[int, fastapi.Query(ge=0)] = 0,
+                       follow: bool = False) -> fastapi.Response:
+        """The job's output from byte `offset` (at most 1 MiB; X-Log-Offset holds the offset to
+        ask for next, X-Job-Status the job's status). With follow=true: streamed until the job ends."""
+        match = re.fullmatch(r"([0-9a-f]{32})\.log", name)
+        job = manager.store.get(match.group(1)) if match else None
+        if job is None:
+            raise fastapi.HTTPException(404, f"log: no log {name!r}")
+        path = manager.log_path(job.id)  # built from the checked id, never from the request text
+        size = path.stat().st_size if path.exists() else 0
+        if offset > size:
+            raise fastapi.HTTPException(416, f"offset: must be <= the log's size {size}, got {offset}")
+        if follow:
+            return responses.StreamingResponse(_follow(manager, job.id, path, offset), media_type="text/plain")
+        data = _read(path, offset, _LOG_CHUNK)
+        headers = {"X-Log-Offset": str(offset + len(data)), "X-Log-Size": str(size), "X-Job-Status": job.status}
+        return fastapi.Response(data, media_type="text/plain; charset=utf-8", headers=headers)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        counts = {s: 0 for s in STATUSES}
+        for job in manager.store.list():
+            counts[job.status] += 1
+        return {"status": "ok", "tasks": sorted(known), "policy_types": list(tasks_lib.POLICY_TYPES),
+                "max_concurrent": manager.max_concurrent, "jobs": counts}
+
+    return app
+
+
+def _read(path: pathlib.Path, offset: int, limit: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(limit)
+    except FileNotFoundError:
+        return b""
+
+
+async def _follow(manager: Manager, job_id: str, path: pathlib.Path, offset: int) -> AsyncIterator[bytes]:
+    """The log from `offset` as it grows, until the job is no longer queued or running."""
+    while True:
+        job = manager.store.get(job_id)
+        data = _read(path, offset, _LOG_CHUNK)
+        if data:
+            offset += len(data)
+            yield data
+            continue
+        if job is None or job.status not in ACTIVE:
+            return
+        await asyncio.sleep(0.5)

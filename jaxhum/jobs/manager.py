@@ -1,0 +1,404 @@
+"""Job processes: start, queue, monitor, cancel, resume, and recovery after a server restart.
+
+A job runs as `python -m experiments.<task> ... --out DATA/runs/<id> --progress lines` with
+stdout and stderr appended to `DATA/logs/<id>.log`, in its own session (a Ctrl-C meant for the
+server never reaches it) and with the server's environment. At most `max_concurrent` jobs run;
+the others wait in submission order.
+
+A monitor thread polls every `poll_interval` seconds: it reads the newest rows of each running
+job's metrics.jsonl (step, latest eval return, rate, ETA) and turns exit statuses into job
+statuses (`outcome`).
+
+When the server stops, running jobs stop too: each gets SIGTERM, saves a checkpoint and exits
+(a job still compiling has no checkpoint yet and just exits); one still running after
+`stop_timeout` seconds is killed, losing only the work since its last checkpoint. They are
+recorded as `resumable` (or `failed` without a checkpoint), and `POST /jobs/{id}/resume`
+continues them. On start, a job recorded as running whose process is gone is settled the same
+way; one whose process still runs (same pid AND same start time, as pids get reused; e.g. the
+server was SIGKILLed) is adopted and watched again. Queued jobs start again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from jaxhum.jobs import tasks as tasks_lib
+from jaxhum.jobs.store import Job, Store, utc_now
+
+__all__ = ["Conflict", "Manager", "has_checkpoint", "outcome", "process_start_time"]
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)  # as -signum (Popen) or 128 + signum (the runner)
+_TAIL_BYTES = 65536  # enough for the last few rows of metrics.jsonl
+
+
+class Conflict(ValueError):
+    """The job is in a status that does not allow the request (one line)."""
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def process_start_time(pid: int) -> str:
+    """The start time of a live process in clock ticks after boot ('' if gone or a zombie).
+
+    Together with the pid it names one process: a pid reused by another process has another
+    start time. Read from /proc (Linux).
+    """
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+    return "" if fields[0] in ("Z", "X") else fields[19]
+
+
+@dataclasses.dataclass
+class _Process:
+    """A job's process: our child (popen) or one adopted from a previous server (pid only)."""
+
+    pid: int
+    start_time: str
+    popen: subprocess.Popen | None = None
+    started: float = 0.0  # time.time() at launch (0 for an adopted process)
+
+    def poll(self) -> tuple[bool, int | None]:
+        """(finished, exit status); the status of an adopted process is unknown (None)."""
+        if self.popen is not None:
+            code = self.popen.poll()
+            return code is not None, code
+        return process_start_time(self.pid) != self.start_time, None
+
+    def signal(self, signum: int) -> None:
+        if not self.poll()[0]:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+
+# ----------------------------------------------------------------------------- run directory
+
+
+def has_checkpoint(run_dir: str | os.PathLike) -> bool:
+    """Whether the run holds a complete checkpoint (Orbax names complete ones by their step)."""
+    root = pathlib.Path(run_dir) / "checkpoints"
+    return root.is_dir() and any(p.name.isdigit() and p.is_dir() for p in root.iterdir())
+
+
+def _last_line(path: str | os.PathLike) -> str:
+    """The last non-empty line of a log file ('' if none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((line.strip() for line in reversed(lines) if line.strip()), "")
+
+
+def _tail_rows(path: pathlib.Path) -> list[dict[str, Any]]:
+    """The complete JSON rows in the last _TAIL_BYTES of a metrics.jsonl, oldest first."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - _TAIL_BYTES))
+        lines = f.read().decode(errors="replace").split("\n")
+    if size > _TAIL_BYTES:
+        lines = lines[1:]  # the first line is cut
+    rows = []
+    for line in lines[:-1]:  # the last piece has no newline yet (or is empty)
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def progress(job: Job, since: float = 0.0) -> dict[str, Any]:
+    """step, eval_return, steps_per_second and eta (ISO UTC) from the run's metrics.jsonl.
+
+    The rate is measured between the last two log points (so evaluation and checkpoint time
+    count); with one point it is that point's `train/steps_per_second`. The ETA is the time of
+    the last point plus the remaining steps at that rate, None until the process started at
+    `since` (a time.time()) has logged a point: a resumed run's old points say nothing about it.
+    Empty before the first log point.
+    """
+    path = pathlib.Path(job.run_dir) / "metrics.jsonl"
+    try:
+        mtime = path.stat().st_mtime
+        rows = [r for r in _tail_rows(path) if isinstance(r.get("step"), int)]
+    except OSError:
+        return {}
+    if not rows:
+        return {}
+    last = rows[-1]
+    rate = None
+    if len(rows) >= 2:
+        d_step = last["step"] - rows[-2]["step"]
+        d_wall = last.get("wall_s", 0) - rows[-2].get("wall_s", 0)
+        if d_step > 0 and d_wall > 0:
+            rate = d_step / d_wall
+    if rate is None:
+        rate = last.get("train/steps_per_second")
+    out: dict[str, Any] = {"step": last["step"], "steps_per_second": rate, "eta": None}
+    if rate and rate > 0 and mtime >= since:
+        remaining = max(job.num_timesteps - last["step"], 0)
+        eta = datetime.datetime.fromtimestamp(mtime + remaining / rate, datetime.timezone.utc)
+        out["eta"] = eta.isoformat(timespec="seconds")
+    evals = [r["eval/episode_reward"] for r in rows if r.get("eval/episode_reward") is not None]
+    if evals:
+        out["eval_return"] = evals[-1]
+    return out
+
+
+def outcome(job: Job, exit_code: int | None) -> tuple[str, str]:
+    """(status, error) of a job whose process ended with `exit_code` (None: unknown).
+
+    0 -> succeeded; after a cancel -> cancelled; 2 -> failed (bad input, the runner's line);
+    stopped by a signal we did not send as a cancel (SIGTERM/SIGINT: the server stopped, or
+    someone else; SIGKILL: killed after the stop timeout, or by the OOM killer) or gone with an
+    unknown status -> resumable when a checkpoint exists, else failed; any other status ->
+    failed with the log's last line.
+    """
+    run_dir = pathlib.Path(job.run_dir)
+    if exit_code == 0 or (exit_code is None and (run_dir / "eval_summary.json").exists()):
+        return "succeeded", ""
+    checkpoint = has_checkpoint(run_dir)
+    if job.cancel_requested:
+        return "cancelled", "" if checkpoint else "cancelled before the first checkpoint"
+    if exit_code == 2:
+        return "failed", _last_line(job.log_path)
+    if exit_code is None or abs(exit_code) in _STOP_SIGNALS or exit_code - 128 in _STOP_SIGNALS:
+        how = "process gone" if exit_code is None else f"stopped by a signal (exit status {exit_code})"
+        if checkpoint:
+            return "resumable", f"{how}; POST /jobs/{job.id}/resume continues from the checkpoint"
+        return "failed", f"{how} before the first checkpoint"
+    return "failed", f"exit status {exit_code}: {_last_line(job.log_path)}"
+
+
+# ----------------------------------------------------------------------------- the manager
+
+
+class Manager:
+    """Starts, queues, watches and stops job processes; the job table is the only state kept
+    across restarts (the process handles are rebuilt from it by `start`)."""
+
+    def __init__(
+        self,
+        store: Store,
+        data_dir: str | os.PathLike,
+        tasks: Mapping[str, tasks_lib.Task],
+        max_concurrent: int = 1,
+        stop_timeout: float = 60.0,
+        poll_interval: float = 0.5,
+        env: Mapping[str, str] | None = None,
+    ):
+        self.store = store
+        self.data_dir = pathlib.Path(data_dir).resolve()
+        self.tasks = dict(tasks)
+        self.max_concurrent = max_concurrent
+        self.stop_timeout = stop_timeout
+        self.poll_interval = poll_interval
+        # Unbuffered, so the log follows the run line by line.
+        self.env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
+        self._procs: dict[str, _Process] = {}
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        (self.data_dir / "runs").mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        """Settles jobs left running by a previous server, starts queued ones and the monitor."""
+        with self._lock:
+            for job in self.store.list("running"):
+                if job.pid and job.pid_start and process_start_time(job.pid) == job.pid_start:
+                    self._procs[job.id] = _Process(job.pid, job.pid_start)  # adopted
+                else:
+                    self._finish(job, None)
+            self._schedule()
+        self._thread = threading.Thread(target=self._monitor, name="jaxhum-jobs-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stops the monitor and every running job (SIGTERM -> checkpoint; killed after stop_timeout)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            for job_id, proc in self._procs.items():
+                job = self.store.get(job_id)
+                if not job.cancel_requested:  # a second SIGTERM would abort the checkpoint
+                    proc.signal(signal.SIGTERM)
+            deadline = time.monotonic() + self.stop_timeout
+            while self._procs:
+                for job_id, proc in list(self._procs.items()):
+                    finished, code = proc.poll()
+                    if not finished and time.monotonic() > deadline:
+                        proc.signal(signal.SIGKILL)
+                        if proc.popen is not None:
+                            code = proc.popen.wait()
+                        finished = True
+                    if finished:
+                        del self._procs[job_id]
+                        self._finish(self.store.get(job_id), code)
+                time.sleep(0.1)
+
+    # -- requests
+
+    @staticmethod
+    def new_id() -> str:
+        """A fresh job id: 32 lowercase hex digits."""
+        return uuid.uuid4().hex
+
+    def submit(self, job_id: str, task: str, policy_type: str, argv: Sequence[str], num_timesteps: int,
+               seed: int | None, preset: str | None) -> Job:
+        """Records a checked job (argv without --out) as queued and starts it if a slot is free."""
+        job = Job(
+            id=job_id, task=task, policy_type=policy_type, status="queued", argv=tuple(argv),
+            num_timesteps=num_timesteps, run_dir=str(self.run_dir(job_id)), log_path=str(self.log_path(job_id)),
+            created_at=utc_now(), seed=seed, preset=preset,
+        )
+        with self._lock:
+            self.store.insert(job)
+            self._schedule()
+            return self.store.get(job_id)
+
+    def cancel(self, job_id: str) -> Job:
+        """A queued job is cancelled at once; a running one gets SIGTERM (checkpoint, then exit).
+
+        Raises:
+          KeyError: unknown job. Conflict: the job has already ended.
+        """
+        with self._lock:
+            job = self._get(job_id)
+            if job.status == "queued":
+                return self.store.update(job_id, status="cancelled", finished_at=utc_now(), resume_next=False)
+            if job.status != "running":
+                raise Conflict(f"status: the job is {job.status}; only queued or running jobs can be cancelled")
+            if not job.cancel_requested:  # a second SIGTERM would stop it without a checkpoint
+                job = self.store.update(job_id, cancel_requested=True)
+                self._procs[job_id].signal(signal.SIGTERM)
+            return job
+
+    def resume(self, job_id: str, resume_timesteps: int, num_timesteps: int) -> Job:
+        """Queues a stopped job to continue from its newest checkpoint (check it with `resume_argv`).
+
+        Args:
+          resume_timesteps: a new num_timesteps for the run (0 keeps the saved one).
+          num_timesteps: the env steps the resumed run trains to.
+        Raises:
+          KeyError: unknown job. Conflict: the job is not stopped, or has no checkpoint.
+        """
+        with self._lock:
+            job = self._get(job_id)
+            self.check_resumable(job)
+            self.store.update(
+                job_id, status="queued", resume_next=True, resume_timesteps=resume_timesteps,
+                num_timesteps=num_timesteps, cancel_requested=False, exit_code=None, error="", finished_at="", eta=None,
+            )
+            self._schedule()
+            return self.store.get(job_id)
+
+    @staticmethod
+    def resume_argv(job: Job, resume_timesteps: int) -> list[str]:
+        """The experiment's command line that continues `job` (resume_timesteps 0: as saved)."""
+        return ["--resume", job.run_dir] + (["--num-timesteps", str(resume_timesteps)] if resume_timesteps else [])
+
+    @staticmethod
+    def check_resumable(job: Job) -> None:
+        if job.status not in ("cancelled", "failed", "resumable"):
+            raise Conflict(f"status: the job is {job.status}; only cancelled, failed or resumable jobs can be resumed")
+        if not has_checkpoint(job.run_dir):
+            raise Conflict(f"{job.id}: the run has no checkpoint to resume from; submit the job again")
+
+    # -- paths
+
+    def run_dir(self, job_id: str) -> pathlib.Path:
+        return self.data_dir / "runs" / job_id
+
+    def log_path(self, job_id: str) -> pathlib.Path:
+        return self.data_dir / "logs" / f"{job_id}.log"
+
+    # -- internals (callers hold self._lock)
+
+    def _get(self, job_id: str) -> Job:
+        job = self.store.get(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        return job
+
+    def _schedule(self) -> None:
+        if self._stop.is_set():
+            return
+        free = self.max_concurrent - len(self._procs)
+        for job in self.store.list("queued")[:max(free, 0)]:
+            self._launch(job)
+
+    def _launch(self, job: Job) -> None:
+        if job.resume_next:
+            task_args = self.resume_argv(job, job.resume_timesteps)
+        else:
+            task_args = [*job.argv, "--out", job.run_dir]
+        cmd = [sys.executable, "-m", f"experiments.{job.task}", *task_args, "--progress", "lines"]
+        started = time.time()
+        with open(job.log_path, "ab") as log:
+            log.write(f"[jaxhum.jobs {utc_now()}] {shlex.join(cmd)}\n".encode())
+            log.flush()
+            try:
+                popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=self.env, start_new_session=True)
+            except OSError as err:
+                self.store.update(job.id, status="failed", error=f"could not start: {err}", finished_at=utc_now())
+                return
+        start_time = process_start_time(popen.pid)
+        self._procs[job.id] = _Process(popen.pid, start_time, popen, started)
+        self.store.update(job.id, status="running", pid=popen.pid, pid_start=start_time,
+                          started_at=job.started_at or utc_now(), eta=None)
+
+    def _finish(self, job: Job, exit_code: int | None) -> None:
+        status, error = outcome(job, exit_code)
+        fields = progress(job)
+        fields.pop("eta", None)
+        # The log's last line first: a follower stops reading once the status has changed.
+        with open(job.log_path, "ab") as log:
+            log.write(f"[jaxhum.jobs {utc_now()}] {status}{': ' + error if error else ''}\n".encode())
+        self.store.update(job.id, **fields, status=status, error=error, exit_code=exit_code, finished_at=utc_now(),
+                          pid=None, pid_start="", eta=None, resume_next=False)
+
+    def tick(self) -> None:
+        """One monitor pass: progress of running jobs, ended processes, queued jobs to start."""
+        with self._lock:
+            for job_id, proc in list(self._procs.items()):
+                finished, code = proc.poll()
+                job = self.store.get(job_id)
+                if finished:
+                    del self._procs[job_id]
+                    self._finish(job, code)
+                    continue
+                fields = progress(job, since=proc.started)
+                if any(getattr(job, k) != v for k, v in fields.items()):
+                    self.store.update(job_id, **fields)
+            self._schedule()
+
+    def _monitor(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self.tick()
+            except Exception:  # keep watching; never fail silently
+                traceback.print_exc(file=sys.stderr)

@@ -1,0 +1,365 @@
+"""The training-job service over real HTTP: uvicorn in a subprocess on a free 127.0.0.1 port.
+
+One server (restarted once, on the same data directory) and three jobs serve every test, in
+file order: A runs a tiny humanoid_run to success; B is long, shows an ETA while running, is
+cancelled, resumed, interrupted by a server restart and resumed to success; C waits in the
+queue across the restart and is cancelled before its first checkpoint. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from jaxhum.jobs.manager import Manager, process_start_time  # noqa: E402
+from jaxhum.jobs.store import Job, Store, utc_now  # noqa: E402
+
+TINY = [
+    "ppo.num_envs=4", "ppo.unroll_length=4", "ppo.num_minibatches=2", "ppo.num_updates_per_batch=1",
+    "ppo.policy_hidden_sizes=8", "ppo.value_hidden_sizes=8", "ppo.num_eval_envs=2",
+    "env.episode_length=20", "log_every=16", "eval_every=0",
+]
+STEPS_PER_ITERATION = 16  # 4 envs x 4 steps
+LONG = 1_000_000  # steps: far more than any test waits for
+DEADLINE_S = 240  # the longest any single wait may take (a cold compile on a busy 2-core CI box)
+
+
+# ----------------------------------------------------------------------------- HTTP and server
+
+
+def call(base: str, method: str, path: str, body=None, raw: bytes | None = None):
+    """(status, headers, parsed JSON or bytes) of one request to 127.0.0.1; errors are returned."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(base + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data is not None else {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            status, headers, payload = resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        status, headers, payload = err.code, dict(err.headers), err.read()
+    if headers.get("content-type", "").startswith("application/json"):
+        payload = json.loads(payload)
+    return status, headers, payload
+
+
+def wait_for(what: str, probe, timeout: float = DEADLINE_S, interval: float = 0.5):
+    """Calls probe() until it returns something truthy (returned), at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """`python -m jaxhum.jobs` on a free port over one data directory."""
+
+    def __init__(self, data: pathlib.Path, env: dict[str, str]):
+        self.data, self.env = data, env
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.output = open(self.data.parent / "server.out", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jaxhum.jobs", "--port", str(self.port), "--data", str(self.data),
+             "--stop-timeout", str(DEADLINE_S)],
+            env=self.env, stdout=self.output, stderr=subprocess.STDOUT)
+
+        def healthy():
+            assert self.proc.poll() is None, f"server exited with {self.proc.returncode}"
+            try:
+                return call(self.base, "GET", "/health")[0] == 200
+            except OSError:
+                return False
+
+        wait_for("the server to answer /health", healthy)
+
+    def stop(self) -> int:
+        """SIGTERM (stops the running jobs with a checkpoint), then the exit status."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=DEADLINE_S + 30)
+        finally:
+            self.output.close()
+
+    def __call__(self, method: str, path: str, body=None, raw: bytes | None = None):
+        return call(self.base, method, path, body, raw)
+
+    def job(self, job_id: str) -> dict:
+        status, _, payload = self("GET", f"/jobs/{job_id}")
+        assert status == 200, payload
+        return payload
+
+    def wait_status(self, job_id: str, *statuses: str) -> dict:
+        return wait_for(f"job {job_id} to be {' or '.join(statuses)}",
+                        lambda: (job := self.job(job_id))["status"] in statuses and job)
+
+    def submit(self, num_timesteps: int, **extra) -> dict:
+        body = {"task": "humanoid_run", "policy_type": "PPO", "num_timesteps": num_timesteps,
+                "preset": "cpu", "overrides": TINY, **extra}
+        status, _, payload = self("POST", "/reinforcement-learning", body)
+        assert status == 201, payload
+        return payload
+
+    def follow_log(self, job_id: str) -> bytes:
+        """The whole log, read by byte offset until the job has ended and nothing more comes."""
+        log, offset = b"", 0
+
+        def more():
+            nonlocal log, offset
+            status, headers, chunk = self("GET", f"/logs/{job_id}.log?offset={offset}")
+            assert status == 200, chunk
+            assert int(headers["x-log-offset"]) == offset + len(chunk)
+            log, offset = log + chunk, offset + len(chunk)
+            return not chunk and headers["x-job-status"] not in ("queued", "running")
+
+        wait_for(f"the log of job {job_id} to end", more)
+        return log
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, subprocess_env):
+    srv = Server(tmp_path_factory.mktemp("jobs") / "data", subprocess_env)
+    srv.start()
+    yield srv
+    if srv.proc.poll() is None:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def jobs(server):
+    """Job ids shared by the tests below, in file order."""
+    return {}
+
+
+def runs(server) -> set[str]:
+    return {p.name for p in (server.data / "runs").iterdir()}
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_requests_are_refused_before_any_process_starts(server):
+    ok = {"task": "humanoid_run", "policy_type": "PPO", "num_iterations": 2, "preset": "cpu", "overrides": TINY}
+    post = lambda body=None, raw=None: server("POST", "/reinforcement-learning", body, raw)  # noqa: E731
+
+    # Malformed JSON and wrong types: 422 from the schema.
+    assert post(raw=b'{"task": "humanoid_run",')[0] == 422
+    for bad in ({"num_iterations": "ten"}, {"num_iterations": 0}, {"num_iterations": 2.5}, {"seed": -1},
+                {"overrides": 5}, {"task": 3}, {"num_timesteps": 100}, {"num_iterations": None},
+                {"iterations": 2}):
+        status, _, payload = post({**ok, **bad})
+        assert status == 422, (bad, payload)
+
+    # Unknown task / policy type: 400 listing the known ones.
+    status, _, payload = post({**ok, "task": "humanoid_backflip"})
+    assert (status, payload["detail"]) == (400, "task: must be one of humanoid_run, got 'humanoid_backflip'")
+    status, _, payload = post({**ok, "policy_type": "SAC"})
+    assert (status, payload["detail"]) == (400, "policy_type: must be one of PPO, got 'SAC'")
+    status, _, payload = post({**ok, "preset": "tpu"})
+    assert (status, payload["detail"]) == (400, "preset: must be one of cpu, gpu, got 'tpu'")
+
+    # Overrides the runner refuses come back with its one-line message.
+    refused = {
+        ("ppo.num_minibatches=3",): "ppo.num_minibatches: must divide num_envs * unroll_length = 16, got 3",
+        ("ppo.bogus=1",): "ppo.bogus: unknown field",
+        ("env.episode_length=-5",): "env.episode_length",
+        ("ppo.learning_rate=fast",): "ppo.learning_rate: expected a float",
+    }
+    for items, message in refused.items():
+        status, _, payload = post({**ok, "overrides": [*TINY, *items]})
+        assert status == 400 and payload["detail"].startswith(message), (items, payload)
+        assert "\n" not in payload["detail"]
+    status, _, payload = post({**ok, "overrides": {"ppo.num_envs": 4, "ppo.num_minibatches": 3}})
+    assert status == 400 and payload["detail"].startswith("ppo.num_minibatches: must divide"), payload
+    # ... and so do flags smuggled in as overrides, and the fields the service sets itself.
+    for item, field in (("--resume=/etc", "overrides"), ("out_dir=/tmp/elsewhere", "out_dir"),
+                        ("num_timesteps=5", "num_timesteps"), ("../x=1", "overrides")):
+        status, _, payload = post({**ok, "overrides": [item]})
+        assert status == 400 and payload["detail"].startswith(f"{field}: "), (item, payload)
+
+    # Unknown ids and log names: 404, never a file outside the data directory.
+    unknown = uuid.uuid4().hex
+    for method, path in (("GET", f"/jobs/{unknown}"), ("POST", f"/jobs/{unknown}/cancel"),
+                         ("POST", f"/jobs/{unknown}/resume"), ("GET", f"/logs/{unknown}.log"),
+                         ("GET", "/jobs/not-a-job"), ("GET", "/logs/..%2Fjobs.sqlite3"),
+                         ("GET", "/logs/..%2F..%2F..%2Fetc%2Fpasswd"), ("GET", "/logs/%2Fetc%2Fpasswd"),
+                         ("GET", "/logs//etc/passwd"), ("GET", "/logs/../jobs.sqlite3"),
+                         ("GET", "/logs/jobs.sqlite3"), ("GET", "/jobs/..%2F..%2Fetc%2Fpasswd"),
+                         ("GET", "/logs/%2E%2E%2Fserver.lock")):
+        status, _, payload = server(method, path)
+        assert status == 404, (path, payload)
+        assert b"root:" not in json.dumps(payload).encode() and b"SQLite" not in json.dumps(payload).encode()
+
+    status, _, payload = server("GET", "/jobs")
+    assert (status, payload) == (200, [])
+    assert runs(server) == set()
+
+
+def test_bad_command_lines_are_one_line_errors(server):
+    for argv, message in (
+        (["--max-concurrent", "0"], "error: --max-concurrent: must be an integer in [1, 1024], got '0'"),
+        (["--port", str(server.port), "--data", str(server.data)],
+         f"error: --data: {server.data} is served by another running server"),
+    ):
+        out = subprocess.run([sys.executable, "-m", "jaxhum.jobs", *argv], env=server.env,
+                             capture_output=True, text=True, timeout=120)
+        assert (out.returncode, out.stderr.strip(), out.stdout) == (2, message, ""), out
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+def test_job_runs_to_success_and_the_next_waits_in_the_queue(server, jobs):
+    a = server.submit(num_timesteps=20 * STEPS_PER_ITERATION)
+    b = server.submit(num_timesteps=LONG, seed=1)
+    jobs.update(a=a["job_id"], b=b["job_id"])
+    assert a["status"] == "running" and b["status"] == "queued"  # --max-concurrent 1
+    assert a["estimated_completion"] is None
+    assert a["log_link"] == f"{server.base}/logs/{a['job_id']}.log"
+
+    log = server.follow_log(a["job_id"]).decode()
+    assert "step 320/320 (100.0%)" in log
+    assert log.rstrip().endswith("succeeded")
+    job = server.job(a["job_id"])
+    assert job["status"] == "succeeded" and job["exit_code"] == 0 and job["step"] == 320
+    assert job["estimated_completion"] is None
+    assert (pathlib.Path(job["run_dir"]) / "eval_summary.json").exists()
+    assert pathlib.Path(job["run_dir"]).parent == server.data / "runs"
+
+    # ?follow=true streams the same bytes (the job has ended, so the stream ends).
+    status, _, streamed = server("GET", f"/logs/{a['job_id']}.log?follow=true")
+    assert status == 200 and streamed.decode() == log
+    status, _, payload = server("GET", f"/logs/{a['job_id']}.log?offset={len(log) + 1}")
+    assert status == 416, payload
+    assert server("GET", f"/logs/{a['job_id']}.log?offset=-1")[0] == 422
+    status, _, payload = server("POST", f"/jobs/{a['job_id']}/resume")
+    assert status == 409 and payload["detail"].startswith("status: the job is succeeded"), payload
+
+
+def test_running_job_has_an_eta_and_cancel_checkpoints_it(server, jobs):
+    b = server.wait_status(jobs["b"], "running")
+    b = wait_for("job B's first log point", lambda: (j := server.job(jobs["b"]))["step"] > 0 and j)
+    eta = datetime.datetime.fromisoformat(b["estimated_completion"])
+    assert eta > datetime.datetime.fromisoformat(b["started_at"])
+    assert b["steps_per_second"] > 0 and b["num_timesteps"] == LONG
+
+    status, _, payload = server("POST", f"/jobs/{jobs['b']}/cancel")
+    assert status == 200 and payload["cancel_requested"], payload
+    status, _, payload = server("POST", f"/jobs/{jobs['b']}/cancel")  # not a second SIGTERM (that aborts)
+    assert status == 200 or (status == 409 and "cancelled" in payload["detail"]), payload
+    b = server.wait_status(jobs["b"], "cancelled", "succeeded", "failed")
+    assert b["status"] == "cancelled" and b["exit_code"] == 143, b
+    assert b["estimated_completion"] is None
+    log = server.follow_log(jobs["b"]).decode()
+    assert "stopped by SIGTERM at step" in log and log.rstrip().endswith("cancelled")
+    assert any((pathlib.Path(b["run_dir"]) / "checkpoints").iterdir())
+    status, _, payload = server("POST", f"/jobs/{jobs['b']}/cancel")
+    assert status == 409, payload
+
+
+def test_resume_and_a_server_restart_lose_no_job(server, jobs):
+    status, _, payload = server("POST", f"/jobs/{jobs['b']}/resume", {"num_timesteps": LONG, "num_iterations": 2})
+    assert status == 422, payload
+    status, _, payload = server("POST", f"/jobs/{jobs['b']}/resume", {"num_timesteps": LONG})
+    assert status == 200 and payload["status"] == "running" and payload["error"] == "", payload
+    cancelled_at = server.job(jobs["b"])["step"]
+    c = server.submit(num_timesteps=LONG, seed=2)
+    jobs["c"] = c["job_id"]
+    assert c["status"] == "queued"
+    wait_for("job B to log past its checkpoint",
+             lambda: (j := server.job(jobs["b"]))["step"] > cancelled_at and j["estimated_completion"])
+    log_before = (server.data / "logs" / f"{jobs['b']}.log").read_bytes()
+
+    # SIGTERM: B saves a checkpoint and stops with the server (uvicorn re-raises the signal).
+    assert server.stop() in (0, -signal.SIGTERM)
+    server.start()
+    status, _, listed = server("GET", "/jobs")
+    assert [j["job_id"] for j in listed] == [jobs["a"], jobs["b"], jobs["c"]]
+    b = server.job(jobs["b"])
+    assert b["status"] == "resumable" and b["exit_code"] == 143 and "resume" in b["error"], b
+    assert server.job(jobs["a"])["status"] == "succeeded"
+    assert (server.data / "logs" / f"{jobs['b']}.log").read_bytes().startswith(log_before)
+
+    # The queued job started again with the new server; cancelled before any checkpoint.
+    server.wait_status(jobs["c"], "running")
+    status, _, payload = server("POST", f"/jobs/{jobs['c']}/cancel")
+    assert status == 200, payload
+    c = server.wait_status(jobs["c"], "cancelled", "failed", "succeeded")
+    assert c["status"] == "cancelled" and c["error"] == "cancelled before the first checkpoint", c
+    status, _, payload = server("POST", f"/jobs/{jobs['c']}/resume")
+    assert status == 409 and "no checkpoint" in payload["detail"], payload
+
+    # B continues from its checkpoint, to a new (short) length, and succeeds.
+    stopped_at = b["step"]
+    status, _, payload = server("POST", f"/jobs/{jobs['b']}/resume", {"num_iterations": stopped_at // STEPS_PER_ITERATION + 3})
+    assert status == 200 and payload["status"] == "running", payload
+    log = server.follow_log(jobs["b"]).decode()
+    assert log.count("resumed ") == 2 and log.rstrip().endswith("succeeded")
+    b = server.job(jobs["b"])
+    assert b["status"] == "succeeded" and b["exit_code"] == 0 and b["step"] == b["num_timesteps"] > stopped_at, b
+    status, _, health = server("GET", "/health")
+    assert health["jobs"] == {"queued": 0, "running": 0, "succeeded": 2, "failed": 0, "cancelled": 1, "resumable": 0}
+
+
+# ----------------------------------------------------------------------------- recovery without HTTP
+
+
+def test_restart_settles_jobs_whose_process_is_gone_and_adopts_live_ones(tmp_path):
+    """A recorded pid counts only with its start time: a reused pid is not the job."""
+    store = Store(tmp_path)
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        def running(pid: int, pid_start: str) -> str:
+            job_id = uuid.uuid4().hex
+            store.insert(Job(id=job_id, task="humanoid_run", policy_type="PPO", status="running", argv=(),
+                             num_timesteps=32, run_dir=str(tmp_path / "runs" / job_id),
+                             log_path=str(tmp_path / "logs" / f"{job_id}.log"), created_at=utc_now(),
+                             pid=pid, pid_start=pid_start))
+            return job_id
+
+        reused = running(os.getpid(), "1")  # our pid, another start time: not the job
+        saved = running(2**22 + 7, "5")  # no such process; it left a checkpoint
+        (tmp_path / "runs" / saved / "checkpoints" / "32").mkdir(parents=True)
+        alive = running(sleeper.pid, process_start_time(sleeper.pid))
+        manager = Manager(store, tmp_path, tasks={}, poll_interval=0.05)
+        manager.start()
+        try:
+            assert store.get(reused).status == "failed" and "before the first checkpoint" in store.get(reused).error
+            assert store.get(saved).status == "resumable"
+            assert store.get(alive).status == "running"  # adopted: still watched
+            sleeper.terminate()
+            sleeper.wait(timeout=10)
+            job = wait_for("the adopted job to be settled", lambda: (j := store.get(alive)).status != "running" and j,
+                           timeout=30, interval=0.05)
+            assert job.status == "failed" and job.exit_code is None and job.error == "process gone before the first checkpoint"
+        finally:
+            manager.stop()
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
