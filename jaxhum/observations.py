@@ -90,6 +90,20 @@ def gravity_in_imu(*, data: mjx.Data, imu_site_id: int) -> jax.Array:
     return -rot[2]
 
 
+def heading_in_world(*, data: mjx.Data, imu_site_id: int) -> jax.Array:
+    """Heading of the IMU's forward (x) axis on the ground plane as (cos yaw, sin yaw) (2,).
+
+    The yaw that `gravity_in_imu` leaves out. A task that rewards motion along a world axis
+    needs it: without it a policy cannot see that it has turned away from +x and steer back.
+    On a robot it comes from the IMU's orientation estimate (or odometry), whose yaw drifts
+    slowly. Plain arithmetic, so it also runs in numpy on native MjData.
+    """
+    rot = data.site_xmat[imu_site_id].reshape(3, 3)
+    forward = rot[:2, 0]
+    # +1e-8 keeps the norm away from 0 when the IMU points straight up or down (a fall).
+    return forward / ((forward * forward).sum() + 1e-8) ** 0.5
+
+
 def imu_linear_velocity(*, data: mjx.Data, linvel_slice: slice) -> jax.Array:
     """Linear velocity in the IMU frame (3,) m/s, from the velocimeter sensor."""
     return data.sensordata[linvel_slice]

@@ -72,10 +72,10 @@ def test_sizes_and_layout(env):
     assert env.episode_length == 5
     assert jaxhum.envs.make_config("walk").episode_seconds * 50 == 1000  # 20 s of 20 ms steps
     names = [name for name, _ in env.observation_layout]
-    assert names == ["joint_pos_from_home", "joint_vel", "gravity_in_imu", "imu_linear_velocity",
+    assert names == ["joint_pos_from_home", "joint_vel", "gravity_in_imu", "heading_in_world", "imu_linear_velocity",
                      "imu_angular_velocity", "foot_contacts"]
-    assert [size for _, size in env.observation_layout] == [a, a, 3, 3, 3, 2]
-    assert env.observation_size == 2 * a + 11
+    assert [size for _, size in env.observation_layout] == [a, a, 3, 2, 3, 3, 2]
+    assert env.observation_size == 2 * a + 13
 
 
 def test_smoke_jit_vmap_finite_no_retrace(batched, first_batch, rollout):
@@ -83,7 +83,7 @@ def test_smoke_jit_vmap_finite_no_retrace(batched, first_batch, rollout):
     assert reset_count.count == 1 and step_count.count == 1  # six steps, one trace
     for state in [first_batch, *rollout]:
         chex.assert_tree_all_finite((state.obs, state.reward, state.metrics))
-        chex.assert_shape(state.obs, (NUM_ENVS, 53))
+        chex.assert_shape(state.obs, (NUM_ENVS, 55))
     assert set(rollout[0].metrics) >= {f"reward/{t}" for t in walk.DEFAULT_REWARD_WEIGHTS}
     # logged terms add up to the reward
     total = sum(v for k, v in rollout[0].metrics.items() if k.startswith("reward/"))
@@ -110,13 +110,14 @@ def test_truncation_after_episode_seconds(rollout):
 @pytest.fixture(scope="module")
 def special_starts(env, idx, batched):
     """Three envs started with reset_to: (0) a displaced, moving pose, (1) home, (2) pelvis below the
-    fall height; then one step each with actions that sweep [-1.5, 1.5] (clipped to [-1, 1])."""
+    fall height, turned to face +y; then one step each with actions that sweep [-1.5, 1.5] (clipped to [-1, 1])."""
     _, _, _, step = batched
     nv = env.sim.mj_model.nv
     qpos = np.tile(np.asarray(idx.home_qpos, np.float32), (NUM_ENVS, 1))
     qpos[0, idx.qpos_adr] += np.linspace(-0.1, 0.1, env.action_size)
     qpos[0, 2] += 0.05
     qpos[2, 2] = 0.5 * walk.FALL_RATIO * idx.standing_height
+    qpos[2, 3:7] = [np.cos(np.pi / 4), 0.0, 0.0, np.sin(np.pi / 4)]  # turned 90 deg left: heading +y
     qvel = np.zeros((NUM_ENVS, nv), np.float32)
     qvel[0] = np.linspace(-0.3, 0.3, nv)
     keys = jax.random.split(jax.random.PRNGKey(3), NUM_ENVS)
@@ -137,6 +138,9 @@ def test_reset_to_is_exact(env, idx, special_starts):
     np.testing.assert_allclose(np.asarray(state.obs[1, :2 * a]), 0.0, atol=1e-6)
     np.testing.assert_allclose(np.asarray(state.obs[1, 2 * a:2 * a + 3]), [0, 0, -1], atol=1e-3)
     np.testing.assert_array_equal(np.asarray(state.obs[1, -2:]), [1.0, 1.0])
+    # Heading (cos yaw, sin yaw): +x at home, +y for the env turned 90 deg left.
+    np.testing.assert_allclose(np.asarray(state.obs[1, 2 * a + 3:2 * a + 5]), [1.0, 0.0], atol=1e-3)
+    np.testing.assert_allclose(np.asarray(state.obs[2, 2 * a + 3:2 * a + 5]), [0.0, 1.0], atol=1e-5)
 
 
 def test_action_mapping_targets_home_plus_scaled_action(idx, special_starts):

@@ -5,8 +5,10 @@ the home pose, `target = home + action_scale * a`, tracked by the position actua
 runs inside the physics at every substep; the policy acts every `dt = n_substeps * timestep`).
 
 Observation (what the robot's own sensors give; `env.observation_layout` names the slices):
-joint positions relative to home (A), joint velocities (A), gravity direction in the IMU frame (3),
-IMU linear velocity (3, velocimeter) and angular velocity (3, gyro), foot contacts (2).
+joint positions relative to home (A), joint velocities (A), the torso orientation as the gravity
+direction in the IMU frame (3) and the heading (cos yaw, sin yaw) of the IMU's forward axis (2),
+IMU linear velocity (3, velocimeter) and angular velocity (3, gyro), foot contacts (2). The heading
+lets the policy see and correct a turn away from +x, the direction the reward pays for.
 
 Reward, the chapter's four terms with its weights (all overridable through `reward_weights`):
 
@@ -55,6 +57,7 @@ OBSERVATION_TERMS = (
     observations.joint_pos_from_home,
     observations.joint_vel,
     observations.gravity_in_imu,
+    observations.heading_in_world,
     observations.imu_linear_velocity,
     observations.imu_angular_velocity,
     observations.foot_contacts,
