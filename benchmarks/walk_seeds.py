@@ -66,8 +66,11 @@ def launch_after(seed: int, run_dir: pathlib.Path, args: argparse.Namespace) -> 
     py = sys.executable
     script = (f"{py} -m jaxhum.evaluate {run_dir} --episodes {episodes[0]} && "
               f"{py} -m jaxhum.sim2sim {run_dir} --episodes {episodes[1]}")
+    env = dict(os.environ)
+    if args.parallel > 1:  # other runs may still hold their share of the GPU memory
+        env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / args.parallel:.2f}"
     log = open(run_dir.parent / f"seed{seed}.log", "a")  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen(["sh", "-c", script], stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(["sh", "-c", script], stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def read_json(path: pathlib.Path) -> dict | None:
