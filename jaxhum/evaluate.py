@@ -34,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def run_dir_arg(value: str) -> pathlib.Path:
-    """A run directory with a config.json, or a UsageError naming it."""
+    """A run directory (one with a checkpoints/ folder), or a UsageError naming it."""
     path = pathlib.Path(value)
     if not path.is_dir():
         raise UsageError(f"run_dir: no such directory: {path}")

@@ -393,7 +393,7 @@ def make_parser(name: str, presets: Sequence[str]) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=f"python -m experiments.{name}",
         description=f"Train {name} with PPO. Any config field can be set with --set field=value "
-        "(or a bare field=value), e.g. ppo.learning_rate=1e-4 env.episode_length=500.",
+        "(or a bare field=value), e.g. ppo.learning_rate=1e-4 num_timesteps=2000000.",
     )
     parser.add_argument("--preset", choices=list(presets), help="config preset (default: by JAX backend)")
     parser.add_argument("--seed", type=str, help="alias of seed=S")

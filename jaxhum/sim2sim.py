@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--best", action="store_true")
-    parser.add_argument("--export", type=str, default=None, help="an export directory to use instead of writing RUN_DIR/export")
+    parser.add_argument("--export", type=str, default=None, help="an export directory to use instead of (re)writing RUN_DIR/export, which is replaced on every run")
     try:
         args = parser.parse_args(argv)
         run_dir = run_dir_arg(args.run_dir)

@@ -110,14 +110,14 @@ def test_truncation_after_episode_seconds(rollout):
 @pytest.fixture(scope="module")
 def special_starts(env, idx, batched):
     """Three envs started with reset_to: (0) a displaced, moving pose, (1) home, (2) pelvis below the
-    fall height, turned to face +y; then one step each with actions that sweep [-1.5, 1.5] (clipped to [-1, 1])."""
+    fall height, turned to face -x; then one step each with actions that sweep [-1.5, 1.5] (clipped to [-1, 1])."""
     _, _, _, step = batched
     nv = env.sim.mj_model.nv
     qpos = np.tile(np.asarray(idx.home_qpos, np.float32), (NUM_ENVS, 1))
     qpos[0, idx.qpos_adr] += np.linspace(-0.1, 0.1, env.action_size)
     qpos[0, 2] += 0.05
     qpos[2, 2] = 0.5 * walk.FALL_RATIO * idx.standing_height
-    qpos[2, 3:7] = [np.cos(np.pi / 4), 0.0, 0.0, np.sin(np.pi / 4)]  # turned 90 deg left: heading +y
+    qpos[2, 3:7] = [0.0, 0.0, 0.0, 1.0]  # turned 180 deg about z (an exact unit quaternion): heading -x
     qvel = np.zeros((NUM_ENVS, nv), np.float32)
     qvel[0] = np.linspace(-0.3, 0.3, nv)
     keys = jax.random.split(jax.random.PRNGKey(3), NUM_ENVS)
@@ -138,9 +138,9 @@ def test_reset_to_is_exact(env, idx, special_starts):
     np.testing.assert_allclose(np.asarray(state.obs[1, :2 * a]), 0.0, atol=1e-6)
     np.testing.assert_allclose(np.asarray(state.obs[1, 2 * a:2 * a + 3]), [0, 0, -1], atol=1e-3)
     np.testing.assert_array_equal(np.asarray(state.obs[1, -2:]), [1.0, 1.0])
-    # Heading (cos yaw, sin yaw): +x at home, +y for the env turned 90 deg left.
+    # Heading (cos yaw, sin yaw): +x at home, -x for the env turned around.
     np.testing.assert_allclose(np.asarray(state.obs[1, 2 * a + 3:2 * a + 5]), [1.0, 0.0], atol=1e-3)
-    np.testing.assert_allclose(np.asarray(state.obs[2, 2 * a + 3:2 * a + 5]), [0.0, 1.0], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(state.obs[2, 2 * a + 3:2 * a + 5]), [-1.0, 0.0], atol=1e-5)
 
 
 def test_action_mapping_targets_home_plus_scaled_action(idx, special_starts):

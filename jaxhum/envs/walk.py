@@ -137,10 +137,6 @@ def make(config: WalkConfig) -> Env:
     dof_adr = jnp.asarray(idx.dof_adr)
     home_qpos = jnp.asarray(idx.home_qpos, jnp.float32)
     home_joint_pos = jnp.asarray(idx.home_joint_pos, jnp.float32)
-    action_scale = jnp.asarray(idx.action_scale, jnp.float32)
-    ctrl_lo = jnp.asarray(idx.joint_range[:, 0], jnp.float32)
-    ctrl_hi = jnp.asarray(idx.joint_range[:, 1], jnp.float32)
-    actuator_ids = jnp.asarray(idx.actuator_ids)
     root = idx.root_body_id
     obs_context = {
         "qpos_adr": qpos_adr,
@@ -150,12 +146,6 @@ def make(config: WalkConfig) -> Env:
         "linvel_slice": idx.linvel,
         "gyro_slice": idx.gyro,
     }
-
-    def action_to_ctrl(action: jax.Array) -> jax.Array:
-        """Joint position targets (A,) for actions (A,) in [-1, 1], within the joint ranges."""
-        target = home_joint_pos + action_scale * jnp.clip(action, -1.0, 1.0)
-        ctrl = jnp.zeros((mj.nu,), jnp.float32).at[actuator_ids].set(jnp.clip(target, ctrl_lo, ctrl_hi))
-        return ctrl
 
     def observe(data) -> jax.Array:
         contact = robots.foot_contacts(idx, data)
@@ -215,7 +205,7 @@ def make(config: WalkConfig) -> Env:
     def step_without_reset(state: EnvState, action: jax.Array) -> EnvState:
         chex.assert_shape(action, (n_act,))
         action = jnp.clip(action.astype(jnp.float32), -1.0, 1.0)
-        data = physics.step(model, state.data, action_to_ctrl(action), robot.n_substeps)
+        data = physics.step(model, state.data, robots.action_to_ctrl(idx, action), robot.n_substeps)
         reward, terminated, metrics = evaluate(data, action)
         obs = observe(data)
         return state.replace(

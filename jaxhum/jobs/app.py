@@ -12,7 +12,7 @@
 Errors are `{"detail": ...}`: 422 for malformed JSON or wrong types, 400 with one line
 `<field>: <constraint>` for a request the runner or the service refuses (checked in-process
 before any process starts), 404 for an unknown job or log, 409 for a request the job's status
-does not allow.
+does not allow, 416 for a log offset past the log's end.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ job's metrics.jsonl (step, latest eval return, rate, ETA) and turns exit statuse
 statuses (`outcome`).
 
 When the server stops, running jobs stop too: each gets SIGTERM, saves a checkpoint and exits
-(a job still compiling has no checkpoint yet and just exits); one still running after
+(one still starting up, before its training loop, has no checkpoint yet and just exits; one in
+its first, compiling iteration finishes it and saves); one still running after
 `stop_timeout` seconds is killed, losing only the work since its last checkpoint. They are
 recorded as `resumable` (or `failed` without a checkpoint), and `POST /jobs/{id}/resume`
 continues them. On start, a job recorded as running whose process is gone is settled the same
