@@ -18,7 +18,6 @@ Bad input: one line `error: <field>: <constraint>` on stderr, exit 2, nothing wr
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import shutil

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import jaxhum
+from helpers import TraceCounter
 from jaxhum.envs import humanoid_run
 
 NUM_ENVS = 4
@@ -22,17 +23,6 @@ PARITY_STEPS = 25
 @pytest.fixture(scope="module")
 def env():
     return jaxhum.envs.make("humanoid_run", episode_length=EPISODE_LENGTH)
-
-
-class TraceCounter:
-    """Wraps a function and counts how often JAX traces it."""
-
-    def __init__(self, fn):
-        self.fn, self.count = fn, 0
-
-    def __call__(self, *args):
-        self.count += 1
-        return self.fn(*args)
 
 
 @pytest.fixture(scope="module")

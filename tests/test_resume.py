@@ -18,13 +18,11 @@ import subprocess
 import sys
 import time
 
-import jax
-import numpy as np
 import pytest
 
+import helpers
 from experiments import humanoid_run
 from jaxhum import checkpoint, runner
-from jaxhum.checkpoint import CheckpointStore
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ITERATION = 16  # env steps per iteration: 4 envs x 4 steps
@@ -60,19 +58,8 @@ def _wait_for_checkpoints(proc: subprocess.Popen, run_dir: pathlib.Path, count: 
         time.sleep(0.02)
 
 
-def _final_leaves(run_dir: pathlib.Path) -> dict[str, bytes]:
-    store = CheckpointStore(run_dir, read_only=True)
-    try:
-        restored = store.restore(step=TOTAL)
-    finally:
-        store.close()
-    out = {}
-    for path, leaf in restored.state.items():
-        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        leaf = np.asarray(leaf)
-        out[path] = (leaf.shape, leaf.dtype.str, leaf.tobytes())
-    return out
+def _final_leaves(run_dir: pathlib.Path) -> dict[str, tuple]:
+    return helpers.checkpoint_leaves(run_dir, TOTAL)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 import pytest
 
+import helpers
 from experiments import humanoid_run
 from jaxhum import checkpoint, runner
 from jaxhum.checkpoint import CHECKPOINT_DIR, CheckpointSaveError, CheckpointStore
@@ -64,18 +65,7 @@ def shared_trainer(trainer, monkeypatch):
 
 
 def _final_leaves(run_dir: pathlib.Path) -> dict[str, tuple]:
-    store = CheckpointStore(run_dir, read_only=True)
-    try:
-        state = store.restore(step=TOTAL).state
-    finally:
-        store.close()
-    out = {}
-    for path, leaf in state.items():
-        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        leaf = np.asarray(leaf)
-        out[path] = (leaf.shape, leaf.dtype.str, leaf.tobytes())
-    return out
+    return helpers.checkpoint_leaves(run_dir, TOTAL)
 
 
 @pytest.fixture(scope="module")

@@ -12,22 +12,12 @@ import numpy as np
 import pytest
 
 import jaxhum
+from helpers import TraceCounter
 from jaxhum import rewards
 from jaxhum.envs import walk
 
 NUM_ENVS = 3
 EPISODE_SECONDS = 0.1  # 5 control steps of 20 ms: truncation comes quickly
-
-
-class TraceCounter:
-    """Wraps a function and counts how often JAX traces it."""
-
-    def __init__(self, fn):
-        self.fn, self.count = fn, 0
-
-    def __call__(self, *args):
-        self.count += 1
-        return self.fn(*args)
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,42 @@ class EnvState:
         """() float32, 1.0 if the episode ended by termination (no bootstrap)."""
         return self.done * (1.0 - self.truncated)
 
+    @classmethod
+    def start(cls, data: mjx.Data, obs: jax.Array, action_size: int, metrics: dict[str, jax.Array]) -> EnvState:
+        """The first state of an episode at `data` (zero reward, action and step count).
+
+        `metrics` gives the metric keys and shapes (e.g. a step's metrics); they start at zero.
+        """
+        zero = jnp.zeros((), jnp.float32)
+        return cls(
+            data=data,
+            obs=obs,
+            reward=zero,
+            done=zero,
+            truncated=zero,
+            final_obs=obs,
+            step_count=jnp.zeros((), jnp.int32),
+            last_action=jnp.zeros((action_size,), jnp.float32),
+            first_data=data,
+            first_obs=obs,
+            metrics=jax.tree.map(jnp.zeros_like, metrics),
+        )
+
+    def advance(self, data: mjx.Data, obs: jax.Array, reward: jax.Array, terminated: jax.Array,
+                action: jax.Array, metrics: dict[str, jax.Array]) -> EnvState:
+        """The state after one control step without reset (not truncated; autoreset comes later)."""
+        return self.replace(
+            data=data,
+            obs=obs,
+            reward=reward,
+            done=terminated,
+            truncated=jnp.zeros((), jnp.float32),
+            final_obs=obs,
+            step_count=self.step_count + 1,
+            last_action=action,
+            metrics=metrics,
+        )
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class DeploySpec:

@@ -153,23 +153,9 @@ def make(config: HumanoidRunConfig) -> Env:
         return reward, terminated.astype(jnp.float32), metrics
 
     def state_at(data) -> EnvState:
-        obs = observe(data)
         zero_action = jnp.zeros((nu,), jnp.float32)
         _, _, metrics = evaluate(data, data, zero_action, zero_action, zero_action)
-        zero = jnp.zeros((), jnp.float32)
-        return EnvState(
-            data=data,
-            obs=obs,
-            reward=zero,
-            done=zero,
-            truncated=zero,
-            final_obs=obs,
-            step_count=jnp.zeros((), jnp.int32),
-            last_action=zero_action,
-            first_data=data,
-            first_obs=obs,
-            metrics=jax.tree.map(jnp.zeros_like, metrics),
-        )
+        return EnvState.start(data, observe(data), nu, metrics)
 
     def reset_to(key: jax.Array, qpos: jax.Array, qvel: jax.Array) -> EnvState:
         del key  # humanoid_run draws nothing beyond the configuration it is given
@@ -189,18 +175,7 @@ def make(config: HumanoidRunConfig) -> Env:
         ctrl = ctrl_lo + (action + 1.0) * 0.5 * (ctrl_hi - ctrl_lo)
         data = physics.step(model, state.data, ctrl, config.n_substeps)
         reward, terminated, metrics = evaluate(state.data, data, ctrl, action, state.last_action)
-        obs = observe(data)
-        return state.replace(
-            data=data,
-            obs=obs,
-            reward=reward,
-            done=terminated,
-            truncated=jnp.zeros((), jnp.float32),
-            final_obs=obs,
-            step_count=state.step_count + 1,
-            last_action=action,
-            metrics=metrics,
-        )
+        return state.advance(data, observe(data), reward, terminated, action, metrics)
 
     obs_layout = observations.layout(
         OBSERVATION_TERMS, {"data": jax.eval_shape(physics.init, model, qpos0, jnp.zeros((mj.nv,)))})

@@ -172,23 +172,8 @@ def make(config: WalkConfig) -> Env:
         return reward, terminated, metrics
 
     def state_at(data) -> EnvState:
-        obs = observe(data)
-        zero_action = jnp.zeros((n_act,), jnp.float32)
-        _, _, metrics = evaluate(data, zero_action)
-        zero = jnp.zeros((), jnp.float32)
-        return EnvState(
-            data=data,
-            obs=obs,
-            reward=zero,
-            done=zero,
-            truncated=zero,
-            final_obs=obs,
-            step_count=jnp.zeros((), jnp.int32),
-            last_action=zero_action,
-            first_data=data,
-            first_obs=obs,
-            metrics=jax.tree.map(jnp.zeros_like, metrics),
-        )
+        _, _, metrics = evaluate(data, jnp.zeros((n_act,), jnp.float32))
+        return EnvState.start(data, observe(data), n_act, metrics)
 
     def reset_to(key: jax.Array, qpos: jax.Array, qvel: jax.Array) -> EnvState:
         del key  # walk draws nothing beyond the configuration it is given
@@ -207,18 +192,7 @@ def make(config: WalkConfig) -> Env:
         action = jnp.clip(action.astype(jnp.float32), -1.0, 1.0)
         data = physics.step(model, state.data, robots.action_to_ctrl(idx, action), robot.n_substeps)
         reward, terminated, metrics = evaluate(data, action)
-        obs = observe(data)
-        return state.replace(
-            data=data,
-            obs=obs,
-            reward=reward,
-            done=terminated,
-            truncated=jnp.zeros((), jnp.float32),
-            final_obs=obs,
-            step_count=state.step_count + 1,
-            last_action=action,
-            metrics=metrics,
-        )
+        return state.advance(data, observe(data), reward, terminated, action, metrics)
 
     home_data = jax.eval_shape(physics.init, model, home_qpos, jnp.zeros((mj.nv,), jnp.float32))
     layout = observations.layout(

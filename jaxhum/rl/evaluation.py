@@ -110,7 +110,6 @@ def _eval_step(env: Env, policy_fn: PolicyFn, policy_params: Any, carry: _EvalCa
     task_metrics = {
         name: total + active * env_state.metrics[name] for name, total in carry.task_metrics.items()
     }
-    terminated = env_state.done * (1.0 - env_state.truncated)
     new = _EvalCarry(
         env_state=env_state,
         # done marks the step that ended the episode; that step's reward still counts.
@@ -119,6 +118,6 @@ def _eval_step(env: Env, policy_fn: PolicyFn, policy_params: Any, carry: _EvalCa
         episode_length=carry.episode_length + active,
         reward_terms=terms,
         task_metrics=task_metrics,
-        fell=carry.fell + active * terminated,
+        fell=carry.fell + active * env_state.terminated,
     )
     return new

@@ -178,6 +178,6 @@ def load_model(
     _apply_options(mj_model, options, path)
     try:
         mjx_model = mjx.put_model(mj_model, impl=impl)
-    except Exception as exc:  # NotImplementedError for features MJX lacks, ValueError for others
+    except Exception as exc:  # MJX rejects features it does not support, and bad values, with different exception types
         raise ModelLoadError(f"{path}: MJX cannot use this model: {_first_line(exc)}") from exc
     return SimModel(path=path, mj_model=mj_model, mjx_model=mjx_model, names=_name_tables(mj_model))
