@@ -118,6 +118,7 @@ def _eval_step(env: Env, policy_fn: PolicyFn, policy_params: Any, carry: _EvalCa
         episode_length=carry.episode_length + active,
         reward_terms=terms,
         task_metrics=task_metrics,
-        fell=carry.fell + active * env_state.terminated,
+        # done and truncated, not EnvState.terminated: any env state with those two fields works here.
+        fell=carry.fell + active * env_state.done * (1.0 - env_state.truncated),
     )
     return new
