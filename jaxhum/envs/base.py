@@ -6,6 +6,15 @@ module adds episode truncation and automatic reset on top to give `step(state, a
 
 Autoreset restores the state a given environment started its episode in (drawn at its
 `reset`), as brax's `AutoResetWrapper` does: it costs a select, not a second physics pass.
+Tasks whose episodes must each start afresh (new command, new physics parameters) set
+`Env.fresh_starts`; a trainer then calls `refresh_starts` once per iteration, which draws a new
+start for every env with `reset` and stores it as the start its next autoreset restores. An
+episode never changes its start or its parameters mid-way.
+
+Optional parts of the state, the same for every task so trainers need no special cases:
+`critic_obs` (privileged observation for an asymmetric critic; shape (0,) when the task has
+none, `Env.critic_observation_size == 0`) and `info` (whatever a task carries from step to step:
+its command, timers, a PRNG key, randomized physics parameters; `{}` when it carries nothing).
 """
 
 from __future__ import annotations
@@ -41,19 +50,33 @@ class EnvState:
     first_data: mjx.Data  # physics state this episode started from; restored on autoreset
     first_obs: jax.Array  # (obs_size,) observation at `first_data`
     metrics: dict[str, jax.Array]  # 'reward/<term>' for each active term plus task metrics, all ()
+    critic_obs: jax.Array  # (critic_size,) privileged observation for the value net; (0,) if none
+    final_critic_obs: jax.Array  # (critic_size,) critic observation before any autoreset
+    first_critic_obs: jax.Array  # (critic_size,) critic observation at `first_data`
+    info: dict[str, Any]  # task state carried between steps (command, timers, key, ...); {} if none
+    first_info: dict[str, Any]  # `info` at the start the next autoreset restores
 
     @property
     def terminated(self) -> jax.Array:
         """() float32, 1.0 if the episode ended by termination (no bootstrap)."""
         return self.done * (1.0 - self.truncated)
 
+    @property
+    def params(self) -> Any:
+        """The current episode's randomized physics parameters (`info['params']`; {} if none)."""
+        return self.info.get("params", {})
+
     @classmethod
-    def start(cls, data: mjx.Data, obs: jax.Array, action_size: int, metrics: dict[str, jax.Array]) -> EnvState:
+    def start(cls, data: mjx.Data, obs: jax.Array, action_size: int, metrics: dict[str, jax.Array],
+              critic_obs: jax.Array | None = None, info: dict[str, Any] | None = None) -> EnvState:
         """The first state of an episode at `data` (zero reward, action and step count).
 
         `metrics` gives the metric keys and shapes (e.g. a step's metrics); they start at zero.
+        `critic_obs` defaults to an empty (0,) vector and `info` to `{}`.
         """
         zero = jnp.zeros((), jnp.float32)
+        critic_obs = jnp.zeros((0,), jnp.float32) if critic_obs is None else critic_obs
+        info = {} if info is None else info
         return cls(
             data=data,
             obs=obs,
@@ -66,12 +89,25 @@ class EnvState:
             first_data=data,
             first_obs=obs,
             metrics=jax.tree.map(jnp.zeros_like, metrics),
+            critic_obs=critic_obs,
+            final_critic_obs=critic_obs,
+            first_critic_obs=critic_obs,
+            info=info,
+            first_info=info,
         )
 
     def advance(self, data: mjx.Data, obs: jax.Array, reward: jax.Array, terminated: jax.Array,
-                action: jax.Array, metrics: dict[str, jax.Array]) -> EnvState:
-        """The state after one control step without reset (not truncated; autoreset comes later)."""
+                action: jax.Array, metrics: dict[str, jax.Array], critic_obs: jax.Array | None = None,
+                info: dict[str, Any] | None = None) -> EnvState:
+        """The state after one control step without reset (not truncated; autoreset comes later).
+
+        `critic_obs` and `info` keep their previous values when not given.
+        """
+        critic_obs = self.critic_obs if critic_obs is None else critic_obs
         return self.replace(
+            critic_obs=critic_obs,
+            final_critic_obs=critic_obs,
+            info=self.info if info is None else info,
             data=data,
             obs=obs,
             reward=reward,
@@ -134,6 +170,11 @@ class Env:
       robot: the `jaxhum.robots.Robot` record of tasks on one of our robots, else None.
       deploy: how to run the task's policy outside JAX (`DeploySpec`); None if the task has
         not described it (export and sim-to-sim then refuse it).
+      critic_observation_size: size of `state.critic_obs`, the privileged observation an
+        asymmetric critic reads; 0 when the task has none (the critic then reads `obs`).
+      fresh_starts: a trainer should call `refresh_starts` once per iteration so that every
+        episode starts from a newly drawn reset (False keeps brax's behaviour: an env restores
+        the same start at every autoreset).
     """
 
     name: str
@@ -150,6 +191,23 @@ class Env:
     observation_layout: tuple[tuple[str, int], ...] = ()
     robot: Any = None
     deploy: DeploySpec | None = None
+    critic_observation_size: int = 0
+    fresh_starts: bool = False
+
+
+def refresh_starts(env: Env, state: EnvState, key: jax.Array) -> EnvState:
+    """`state` (batched, leading axis N) whose next autoresets start from fresh draws of `env.reset`.
+
+    Only the stored start changes (`first_*`); episodes under way go on untouched.
+    """
+    n = state.reward.shape[0]
+    fresh = jax.vmap(env.reset)(jax.random.split(key, n))
+    return state.replace(
+        first_data=fresh.first_data,
+        first_obs=fresh.first_obs,
+        first_critic_obs=fresh.first_critic_obs,
+        first_info=fresh.first_info,
+    )
 
 
 def with_autoreset(
@@ -158,8 +216,9 @@ def with_autoreset(
     """Wraps a one-env step with episode truncation at `episode_length` and automatic reset.
 
     On a step that ends an episode the returned state keeps `reward`, `done`, `truncated`,
-    `final_obs` and `metrics` of that step, while `data`, `obs`, `step_count` and
-    `last_action` start the next episode from `first_data`.
+    `final_obs`, `final_critic_obs` and `metrics` of that step, while `data`, `obs`,
+    `critic_obs`, `info`, `step_count` and `last_action` start the next episode from the stored
+    start (`first_*`).
     """
 
     def step(state: EnvState, action: jax.Array) -> EnvState:
@@ -177,6 +236,8 @@ def with_autoreset(
         return nxt.replace(
             data=jax.tree.map(pick, nxt.first_data, nxt.data),
             obs=pick(nxt.first_obs, nxt.obs),
+            critic_obs=pick(nxt.first_critic_obs, nxt.critic_obs),
+            info=jax.tree.map(pick, nxt.first_info, nxt.info),
             step_count=jnp.where(ended, 0, nxt.step_count).astype(jnp.int32),
             last_action=pick(jnp.zeros_like(nxt.last_action), nxt.last_action),
             done=done,

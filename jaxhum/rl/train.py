@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from jaxhum.envs import base as envs_base
 from jaxhum.rl import evaluation as evaluation_lib
 from jaxhum.rl import losses
 from jaxhum.rl import networks
@@ -344,11 +345,14 @@ def _iteration(
     """One PPO iteration: rollout, GAE, SGD epochs, normaliser update. See module docstring."""
     config = static.config
     key_next, key_rollout, key_sgd = jax.random.split(state.key, 3)
+    env_state = state.env_state
+    if getattr(static.env, "fresh_starts", False):  # next episodes start afresh (a key apart from the rollout's)
+        env_state = envs_base.refresh_starts(static.env, env_state, jax.random.fold_in(key_rollout, 1))
 
     # Rollout with the current policy and statistics; policy inference only.
     behaviour = PolicyParams(normalizer=state.normalizer, policy=state.policy_params)
     carry = _RolloutCarry(
-        env_state=state.env_state,
+        env_state=env_state,
         episode_return=state.episode_return,
         episode_length=state.episode_length,
         finished_return=jnp.zeros((), jnp.float32),
