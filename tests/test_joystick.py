@@ -148,14 +148,6 @@ def test_env_resamples_mid_episode_and_autoreset_restores_the_start(first_batch,
     assert not np.allclose(cmd[0][0], cmd[0][1])
 
 
-def test_refresh_starts_draws_new_commands(env, first_batch):
-    from jaxhum.envs.base import refresh_starts
-
-    fresh = jax.jit(lambda s, k: refresh_starts(env, s, k))(first_batch, jax.random.PRNGKey(9))
-    assert not np.allclose(np.asarray(fresh.first_info["command"]), np.asarray(first_batch.first_info["command"]))
-    np.testing.assert_array_equal(np.asarray(fresh.info["command"]), np.asarray(first_batch.info["command"]))
-
-
 # ----------------------------------------------------------------------------- smoke
 
 
