@@ -400,7 +400,7 @@ def _iteration(
     # critic inputs are never stacked together (their sizes differ).
     obs = _normalize(static, state.normalizer, traj.obs)
     critic_obs = None
-    if state.critic_normalizer is None:
+    if critic_observation_size(static.env) == 0:
         final_obs = _normalize(static, state.normalizer, traj.final_obs)
         values = static.value_net.apply(state.value_params, jnp.stack([obs, final_obs]))
     else:
