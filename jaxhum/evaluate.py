@@ -62,6 +62,7 @@ def evaluate_run(run: checkpoint.LoadedRun, episodes: int, seed: int) -> dict[st
 ROWS = (
     ("forward velocity", "forward_velocity", "m/s"),
     ("success rate", "success_rate", ""),
+    ("fall rate", "fall_rate", ""),
     ("work per metre", "work_per_metre", "J/m"),
     ("cost of transport", "cost_of_transport", ""),
     ("episode return", "episode_return", ""),

@@ -130,7 +130,8 @@ def summarize(
     """The report's figures (plain floats) from per-episode stats.
 
     forward_velocity: total +x distance / total time (m/s), over all episodes; success_rate:
-    share of episodes not terminated (and within every tracking bound); work_per_metre: total
+    share of episodes not terminated (and within every tracking bound); fall_rate: share of
+    episodes that terminated (fell); work_per_metre: total
     work / total distance (J/m; None when the robot did not move forward); cost_of_transport:
     work / (m g d); episode_return / episode_length: mean and std; tracking/<name>: mean.
     """
@@ -149,6 +150,7 @@ def summarize(
         "episodes": int(np.size(s.length)),
         "forward_velocity": distance / time,
         "success_rate": float(np.mean(success)),
+        "fall_rate": float(np.mean(np.asarray(s.terminated))),
         "work_per_metre": work / distance if moved else None,
         "cost_of_transport": work / (mass * GRAVITY * distance) if moved else None,
         "episode_return": float(np.mean(s.episode_return)),

@@ -131,3 +131,29 @@ def layout(terms: Sequence[Any], context: Mapping[str, Any]) -> tuple[tuple[str,
         return int(jax.eval_shape(lambda c: concat((fn,), {**c, **static}), traced).shape[0])
 
     return tuple((fn.__name__, size(fn)) for fn in terms)
+
+
+# ----------------------------------------------------------------------------- command task terms
+
+
+def velocity_command(*, command: jax.Array) -> jax.Array:
+    """The velocity command (vx m/s, vy m/s, yaw rate rad/s) the policy is asked to follow: (3,)."""
+    return command
+
+
+def previous_action(*, last_action: jax.Array) -> jax.Array:
+    """The policy's previous action (A,) in [-1, 1] (zeros at the start of an episode)."""
+    return last_action
+
+
+def gait_phase(*, data: mjx.Data, gait_frequency: float) -> jax.Array:
+    """Gait clock (cos phi_l, cos phi_r, sin phi_l, sin phi_r) (4,), phi_l = 2 pi f t, phi_r = phi_l + pi.
+
+    t is the simulation time `data.time` (0 at reset), so a robot's loop derives the same clock
+    from its own control time. Runs in numpy on native MjData too.
+    """
+    t = data.time
+    xp = np if isinstance(t, (float, np.floating, np.ndarray)) else jnp
+    left = 2.0 * np.pi * gait_frequency * t
+    phase = xp.stack([left, left + np.pi])
+    return xp.concatenate([xp.cos(phase), xp.sin(phase)])

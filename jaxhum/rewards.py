@@ -129,3 +129,120 @@ def tilt(*, roll: jax.Array, pitch: jax.Array) -> jax.Array:
     """-(|roll| + |pitch|) of the torso, in radians: 0 when level, negative when tilted."""
     chex.assert_rank([roll, pitch], 0)
     return -(jnp.abs(roll) + jnp.abs(pitch))
+
+
+# ----------------------------------------------------------------------------- command tracking terms
+# Velocity-command tasks (joystick). The command is (vx, vy, yaw_rate): m/s in the robot's
+# frame, rad/s about the vertical. Kernels and the air-time rule follow the field's usual
+# choices (MuJoCo Playground's joystick tasks, Isaac Lab's velocity tasks).
+
+
+def tracking_lin_vel(*, command: jax.Array, local_linvel: jax.Array, tracking_sigma: float) -> jax.Array:
+    """exp(-|cmd_xy - v_xy|^2 / sigma) in (0, 1]: 1 when the planar velocity matches the command.
+
+    Args:
+      command: (3,) (vx, vy, yaw_rate).
+      local_linvel: (3,) base linear velocity in the base frame (m/s).
+      tracking_sigma: kernel width (m^2/s^2).
+    """
+    chex.assert_shape([command, local_linvel], (3,))
+    err = jnp.sum(jnp.square(command[:2] - local_linvel[:2]))
+    return jnp.exp(-err / tracking_sigma)
+
+
+def tracking_ang_vel(*, command: jax.Array, angvel: jax.Array, tracking_sigma: float) -> jax.Array:
+    """exp(-(cmd_yaw_rate - w_z)^2 / sigma) in (0, 1] for command (3,) and base angular velocity (3,)."""
+    chex.assert_shape([command, angvel], (3,))
+    return jnp.exp(-jnp.square(command[2] - angvel[2]) / tracking_sigma)
+
+
+def lin_vel_z(*, local_linvel: jax.Array) -> jax.Array:
+    """Squared vertical base velocity v_z^2 ((m/s)^2). Weight it negatively."""
+    chex.assert_shape(local_linvel, (3,))
+    return jnp.square(local_linvel[2])
+
+
+def ang_vel_xy(*, angvel: jax.Array) -> jax.Array:
+    """Squared roll and pitch rates w_x^2 + w_y^2 ((rad/s)^2). Weight it negatively."""
+    chex.assert_shape(angvel, (3,))
+    return jnp.sum(jnp.square(angvel[:2]))
+
+
+def flat_orientation(*, gravity: jax.Array) -> jax.Array:
+    """g_x^2 + g_y^2 of the unit gravity direction in the base frame (3,): 0 when level,
+    sin^2 of the tilt otherwise. Weight it negatively."""
+    chex.assert_shape(gravity, (3,))
+    return jnp.sum(jnp.square(gravity[:2]))
+
+
+def torques_l2(*, torque: jax.Array) -> jax.Array:
+    """Squared actuator torques sum_i tau_i^2 (N^2 m^2) for torque (A,). Weight it negatively."""
+    chex.assert_rank(torque, 1)
+    return jnp.sum(jnp.square(torque))
+
+
+def energy(*, torque: jax.Array, joint_vel: jax.Array) -> jax.Array:
+    """Absolute mechanical power sum_i |tau_i * qdot_i| (W) for (A,) torques and joint velocities."""
+    chex.assert_equal_shape([torque, joint_vel])
+    return jnp.sum(jnp.abs(torque * joint_vel))
+
+
+def feet_air_time(*, air_time: jax.Array, first_contact: jax.Array, command: jax.Array,
+                  air_time_threshold: float, air_time_max: float, moving_threshold: float) -> jax.Array:
+    """Pays each foot's swing duration at touchdown: sum_f (clip(t_f, 0, max) - threshold) * touchdown_f,
+    only while the planar-and-yaw command norm exceeds `moving_threshold` (standing earns nothing).
+
+    Args:
+      air_time: (2,) seconds each foot has been in the air, counted up to this touchdown.
+      first_contact: (2,) 1.0 on the step a foot touches down, else 0.0.
+      command: (3,) the current command.
+      air_time_threshold: s; swings shorter than this cost, longer ones pay.
+      air_time_max: s; longer swings pay no more than this.
+      moving_threshold: command norm under which the robot is told to stand.
+    """
+    chex.assert_shape([air_time, first_contact], (2,))
+    chex.assert_shape(command, (3,))
+    paid = jnp.sum((jnp.clip(air_time, 0.0, air_time_max) - air_time_threshold) * first_contact)
+    return paid * (jnp.linalg.norm(command) > moving_threshold)
+
+
+def feet_slip(*, foot_contact: jax.Array, foot_vel_xy: jax.Array) -> jax.Array:
+    """Squared planar speed of each foot on the ground: sum_f contact_f * |v_f,xy|^2.
+
+    foot_contact (2,) in {0, 1}; foot_vel_xy (2, 2) world-frame planar foot velocities (m/s).
+    Weight it negatively.
+    """
+    chex.assert_shape(foot_contact, (2,))
+    chex.assert_shape(foot_vel_xy, (2, 2))
+    return jnp.sum(foot_contact * jnp.sum(jnp.square(foot_vel_xy), axis=-1))
+
+
+def feet_phase(*, foot_height: jax.Array, target_foot_height: jax.Array) -> jax.Array:
+    """exp(-|z - z_target|^2 / 0.01) in (0, 1]: the feet follow the gait clock's swing heights.
+
+    foot_height, target_foot_height: (2,) m above the foot's standing height. The 0.01 m^2 width
+    means a 10 cm total miss pays exp(-1).
+    """
+    chex.assert_shape([foot_height, target_foot_height], (2,))
+    return jnp.exp(-jnp.sum(jnp.square(foot_height - target_foot_height)) / 0.01)
+
+
+def pose_deviation(*, joint_pos_error: jax.Array, pose_weights: jax.Array) -> jax.Array:
+    """Weighted squared joint deviation from the home pose, sum_i w_i dq_i^2 for (A,) dq and w.
+    Weight it negatively."""
+    chex.assert_equal_shape([joint_pos_error, pose_weights])
+    return jnp.sum(pose_weights * jnp.square(joint_pos_error))
+
+
+def stand_still(*, joint_pos_error: jax.Array, command: jax.Array, moving_threshold: float) -> jax.Array:
+    """sum_i |dq_i| (rad) while the command norm is at most `moving_threshold`, else 0: standing
+    commands ask for the home pose. Weight it negatively."""
+    chex.assert_rank(joint_pos_error, 1)
+    chex.assert_shape(command, (3,))
+    return jnp.sum(jnp.abs(joint_pos_error)) * (jnp.linalg.norm(command) <= moving_threshold)
+
+
+def termination(*, fell: jax.Array) -> jax.Array:
+    """1.0 on the step the robot falls (the episode terminates), else 0.0. Weight it negatively."""
+    chex.assert_rank(fell, 0)
+    return fell.astype(jnp.float32)

@@ -8,7 +8,10 @@ loaded the same way, with the same solver options), with the task's observation 
 `n_substeps = env.dt / timestep` physics steps per control step. Each native episode starts
 from the same reset state (qpos, qvel) as the matching MJX episode. Printed and written to
 RUN_DIR/sim2sim.json: success rate, forward velocity (and tracking errors for command tasks)
-of both engines.
+of both engines. A command task's native episode holds the first command of its MJX episode
+for the whole episode; MJX resamples it as the task's config says (`resample_seconds`), so the
+two engines see the same commands only for a task trained or configured with
+`resample_seconds=0`.
 
 Bad input: one line `error: <field>: <constraint>` on stderr, exit 2.
 """
@@ -28,18 +31,23 @@ from jaxhum import checkpoint
 SIM2SIM_FILE = "sim2sim.json"
 
 
-def reset_states(env: Any, episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """qpos (N, nq), qvel (N, nv) of the N reset states MJX evaluation with this seed starts from."""
+def reset_states(env: Any, episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """qpos (N, nq), qvel (N, nv) of the N reset states MJX evaluation with this seed starts from,
+    and for a command task their first commands (N, command_size) (None for other tasks)."""
     import jax
 
     keys = jax.random.split(jax.random.key(seed), episodes)
-    data = jax.device_get(jax.jit(jax.vmap(env.reset))(keys).data)
-    return np.asarray(data.qpos, np.float64), np.asarray(data.qvel, np.float64)
+    state = jax.device_get(jax.jit(jax.vmap(env.reset))(keys))
+    command = state.info.get("command") if isinstance(state.info, dict) else None
+    return (np.asarray(state.data.qpos, np.float64), np.asarray(state.data.qvel, np.float64),
+            None if command is None else np.asarray(command, np.float32))
 
 
-def native_episode(env: Any, policy: Any, qpos: np.ndarray, qvel: np.ndarray) -> dict[str, float]:
+def native_episode(env: Any, policy: Any, qpos: np.ndarray, qvel: np.ndarray,
+                   command: np.ndarray | None = None) -> dict[str, float]:
     """One episode of a numpy policy in native MuJoCo from (qpos, qvel).
 
+    A command task's `command` is held for the whole episode (passed to the host observation).
     Returns length (steps), terminated (0/1), distance (m, whole-body com along +x).
     """
     import mujoco
@@ -50,7 +58,8 @@ def native_episode(env: Any, policy: Any, qpos: np.ndarray, qvel: np.ndarray) ->
     data.qpos[:], data.qvel[:] = qpos, qvel
     mujoco.mj_forward(model, data)
     last_action = np.zeros(env.action_size, np.float32)
-    obs = spec.host_observation(model=model, data=data, last_action=last_action)
+    extra = {} if command is None else {"command": command}
+    obs = spec.host_observation(model=model, data=data, last_action=last_action, **extra)
     x0, terminated, steps = float(data.subtree_com[0, 0]), False, 0
     while steps < env.episode_length and not terminated:
         action = policy(obs)
@@ -58,7 +67,7 @@ def native_episode(env: Any, policy: Any, qpos: np.ndarray, qvel: np.ndarray) ->
         mujoco.mj_step(model, data, nstep=n_substeps)
         steps += 1
         last_action = action
-        obs = spec.host_observation(model=model, data=data, last_action=last_action)
+        obs = spec.host_observation(model=model, data=data, last_action=last_action, **extra)
         terminated = spec.host_terminated(model=model, data=data)
         if not np.all(np.isfinite(data.qpos)):
             terminated = True  # a diverged simulation counts as a failure, never silently
@@ -75,8 +84,10 @@ def compare(run: checkpoint.LoadedRun, policy: Any, episodes: int, seed: int,
 
     if mjx_report is None:
         mjx_report = evaluate.evaluate_run(run, episodes, seed)
-    qpos, qvel = reset_states(run.env, episodes, seed)
-    native = [native_episode(run.env, policy, q, v) for q, v in zip(qpos, qvel)]
+    qpos, qvel, commands = reset_states(run.env, episodes, seed)
+    if commands is None:
+        commands = [None] * episodes
+    native = [native_episode(run.env, policy, q, v, c) for q, v, c in zip(qpos, qvel, commands)]
     length = sum(e["length"] for e in native)
     keys = ["success_rate", "forward_velocity", "episode_length"]
     keys += [k for k in mjx_report if k.startswith("tracking/")]

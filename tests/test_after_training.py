@@ -72,12 +72,13 @@ def run_dir(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module", params=["humanoid_run", "walk"])
+@pytest.fixture(scope="module", params=["humanoid_run", "walk", "joystick"])
 def any_run(request, run, tmp_path_factory):
-    """Every registered task: the humanoid_run run, and a walk run made here."""
+    """Every registered task: the humanoid_run run, and walk and joystick runs made here."""
     if request.param == "humanoid_run":
         return run
-    path = make_run_dir(tmp_path_factory.mktemp("walk") / "run", "walk", {"episode_seconds": 0.5})
+    name = request.param
+    path = make_run_dir(tmp_path_factory.mktemp(name) / "run", name, {"episode_seconds": 0.5})
     return checkpoint.load_run(path)
 
 
@@ -117,6 +118,7 @@ def test_summarize_against_hand_numbers():
     assert r["work_per_metre"] == pytest.approx(100.0)
     assert r["cost_of_transport"] == pytest.approx(400.0 / (40.0 * 9.81 * 4.0))
     assert r["success_rate"] == 0.5 and r["tracking/lin_vel"] == pytest.approx(0.2)
+    assert r["fall_rate"] == 0.5
     assert r["episode_return"] == 15.0 and r["episode_length"] == 75.0
     # A tracking error beyond its bound fails an episode that did not fall.
     tight = evaluation.summarize(stats, dt=0.02, mass=40.0, tracking_bounds={"lin_vel": 0.05})
@@ -150,7 +152,9 @@ def test_numpy_observation_equals_mjx(any_run):
     qvel = rng.normal(0.0, 1.0, env.sim.mj_model.nv)
     state = jax.jit(env.reset_to)(jax.random.key(0), jnp.asarray(qpos, jnp.float32), jnp.asarray(qvel, jnp.float32))
     data = mjx.get_data(env.sim.mj_model, jax.device_get(state.data))
-    host = env.deploy.host_observation(model=env.sim.mj_model, data=data, last_action=np.zeros(env.action_size))
+    command = {"command": np.asarray(state.info["command"])} if "command" in state.info else {}  # command tasks
+    host = env.deploy.host_observation(model=env.sim.mj_model, data=data, last_action=np.zeros(env.action_size),
+                                       **command)
     assert host.shape == (env.observation_size,) and host.dtype == np.float32
     # float32 (MJX) against the same float32 numbers read back into MjData: equal to rounding.
     np.testing.assert_allclose(host, np.asarray(state.obs), rtol=1e-6, atol=1e-6)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from jaxhum import config as config_lib
-from jaxhum.envs import humanoid_run, walk
+from jaxhum.envs import humanoid_run, joystick, walk
 from jaxhum.envs.base import Env
 
 
@@ -22,6 +22,7 @@ class TaskSpec(NamedTuple):
 REGISTRY: Mapping[str, TaskSpec] = types.MappingProxyType(
     {
         "humanoid_run": TaskSpec(humanoid_run.HumanoidRunConfig, humanoid_run.make),
+        "joystick": TaskSpec(joystick.JoystickConfig, joystick.make),
         "walk": TaskSpec(walk.WalkConfig, walk.make),
     }
 )

@@ -236,6 +236,13 @@ def _deploy_spec(config: WalkConfig, robot: robots.Robot, idx: robots.RobotIndex
         del model
         return bool(config.terminate_on_fall and data.xpos[idx.root_body_id, 2] < fall_height)
 
+    return position_control_deploy(robot, idx, host_observation, host_terminated)
+
+
+def position_control_deploy(robot: robots.Robot, idx: robots.RobotIndex, host_observation, host_terminated) -> DeploySpec:
+    """The `DeploySpec` of a task that drives one of our position-actuated robots with
+    `target = home + action_scale * a` (walk, joystick): its action mapping and robot facts,
+    with the task's own host observation and termination."""
     return DeploySpec(
         ctrl_offset=np.asarray(idx.home_joint_pos, np.float64),
         ctrl_scale=np.asarray(idx.action_scale, np.float64),

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import struct
 
 REWARD_PREFIX = "reward/"
+TRACKING_PREFIX = "tracking/"  # a command task's per-step tracking error ('tracking/vx', ...)
 
 
 class Env(Protocol):
@@ -63,7 +64,9 @@ def make_evaluator(
     (share of episodes that ended by termination rather than the time limit), for every
     ``reward/<term>`` in the env metrics ``eval/reward/<term>`` (mean over envs of the episode sum)
     and for every other env metric ``m`` (e.g. ``x_velocity``) ``eval/m`` (mean over envs of the
-    per-step average over the episode, e.g. the average forward velocity).
+    per-step average over the episode, e.g. the average forward velocity); a command task's
+    per-step tracking error ``tracking/<x>`` is reported that way as ``eval/tracking_error_<x>``
+    (e.g. eval/tracking_error_vx, the mean absolute forward-velocity error in m/s).
     """
 
     def evaluate(policy_params: Any, key: jax.Array) -> dict[str, jax.Array]:
@@ -93,10 +96,17 @@ def make_evaluator(
         for name, total in carry.reward_terms.items():
             metrics[f"eval/{name}"] = jnp.mean(total)
         for name, total in carry.task_metrics.items():
-            metrics[f"eval/{name}"] = jnp.mean(total / jnp.maximum(carry.episode_length, 1.0))
+            metrics[f"eval/{_eval_name(name)}"] = jnp.mean(total / jnp.maximum(carry.episode_length, 1.0))
         return metrics
 
     return evaluate
+
+
+def _eval_name(metric: str) -> str:
+    """'tracking/vx' -> 'tracking_error_vx'; other metric names are kept."""
+    if metric.startswith(TRACKING_PREFIX):
+        return "tracking_error_" + metric[len(TRACKING_PREFIX):]
+    return metric
 
 
 def _eval_step(env: Env, policy_fn: PolicyFn, policy_params: Any, carry: _EvalCarry) -> _EvalCarry:
