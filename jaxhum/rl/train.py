@@ -10,6 +10,14 @@ One iteration (one call of ``Trainer.iteration``, jitted, no host round trip):
                own key and runs a lax.scan over num_minibatches minibatch updates
   normaliser   fold the rollout observations into the running statistics, for the next rollout
 
+Asymmetric actor-critic: when the env has a privileged critic observation
+(``env.critic_observation_size > 0``, ``state.critic_obs``), the value network reads it instead
+of ``obs``: the rollout also records critic_obs_t and final_critic_obs_t, V(critic_obs_t) and
+V(final_critic_obs_t) drive GAE and the value loss, and the critic observation has running
+statistics of its own (``TrainState.critic_normalizer``). The policy, its normaliser and
+everything exported from a run (``PolicyParams``) never see it. With no critic observation,
+``critic_normalizer`` is None and the iteration is the symmetric one, unchanged.
+
 Within an iteration every network input is normalised with the statistics the rollout acted
 with (as when a VecNormalize-style wrapper stores normalised observations). So the PPO ratio
 starts at exactly 1 and measures only the parameter change; updating the statistics before the
@@ -146,7 +154,10 @@ class PPOConfig:
 
 @struct.dataclass
 class PolicyParams:
-    """Everything the policy needs to act: the normaliser statistics travel with the weights."""
+    """Everything the policy needs to act: the normaliser statistics travel with the weights.
+
+    Actor side only: the critic observation's statistics and the value net are not part of it.
+    """
 
     normalizer: normalization.RunningStats
     policy: Params
@@ -165,6 +176,14 @@ class TrainState:
     iteration: jax.Array  # () int32, iterations completed
     episode_return: jax.Array  # (num_envs,) float32, return of each env's current episode so far
     episode_length: jax.Array  # (num_envs,) int32, steps of each env's current episode so far
+    # Running statistics of the critic observation, (critic_size,); None when the env has none
+    # (no leaf, so symmetric runs keep their checkpoint layout).
+    critic_normalizer: normalization.RunningStats | None = None
+
+
+def critic_observation_size(env: Any) -> int:
+    """Size of the env's privileged critic observation; 0 when it has none (the critic reads obs)."""
+    return int(getattr(env, "critic_observation_size", 0))
 
 
 def policy_bundle(state: TrainState) -> PolicyParams:
@@ -182,6 +201,8 @@ class Transition(NamedTuple):
     done: jax.Array  # (N,) 1.0 if the episode ended at this step
     truncated: jax.Array  # (N,) 1.0 if it ended by the time limit and not terminated
     final_obs: jax.Array  # (N, obs_size) observation reached before autoreset
+    critic_obs: jax.Array | None = None  # (N, critic_size) raw critic observation; None if none
+    final_critic_obs: jax.Array | None = None  # (N, critic_size) before autoreset; None if none
 
 
 class Batch(NamedTuple):
@@ -192,6 +213,7 @@ class Batch(NamedTuple):
     old_log_prob: jax.Array  # (B,)
     advantage: jax.Array  # (B,)
     value_target: jax.Array  # (B,)
+    critic_obs: jax.Array | None = None  # (B, critic_size) normalised; None: the critic reads obs
 
 
 class Trainer(NamedTuple):
@@ -244,8 +266,12 @@ def _normalize(static: _Static, stats: normalization.RunningStats, obs: jax.Arra
 def _rollout_step(
     static: _Static, policy: PolicyParams, carry: _RolloutCarry, key: jax.Array
 ) -> tuple[_RolloutCarry, Transition]:
-    """Acts in all envs once with a sampled action; records the transition and episode stats."""
+    """Acts in all envs once with a sampled action; records the transition and episode stats.
+
+    The policy sees ``obs`` alone; the critic observation is only recorded (for the value net).
+    """
     obs = carry.env_state.obs
+    asymmetric = critic_observation_size(static.env) > 0
     dist = static.policy_net.apply(policy.policy, _normalize(static, policy.normalizer, obs))
     action, raw_action = networks.sample(dist, key)
     log_prob = networks.log_prob(dist, raw_action)
@@ -270,6 +296,8 @@ def _rollout_step(
         done=done,
         truncated=env_state.truncated,
         final_obs=env_state.final_obs,
+        critic_obs=carry.env_state.critic_obs if asymmetric else None,
+        final_critic_obs=env_state.final_critic_obs if asymmetric else None,
     )
     return new, transition
 
@@ -280,7 +308,8 @@ def _loss(
     """PPO loss of one minibatch; ``key`` draws the entropy estimate's sample."""
     config = static.config
     dist = static.policy_net.apply(params["policy"], batch.obs)
-    values = static.value_net.apply(params["value"], batch.obs)
+    values = static.value_net.apply(
+        params["value"], batch.obs if batch.critic_obs is None else batch.critic_obs)
     return losses.ppo_objective(
         log_prob=networks.log_prob(dist, batch.raw_action),
         old_log_prob=batch.old_log_prob,
@@ -366,10 +395,20 @@ def _iteration(
     )
     chex.assert_shape(traj.reward, (config.unroll_length, config.num_envs))
 
-    # Values of obs_t and of final_obs_t in one batched pass, with the rollout's statistics.
+    # Values of the critic's input at t and before autoreset, in one batched pass, with the
+    # rollout's statistics: obs (symmetric) or the critic observation (asymmetric). Policy and
+    # critic inputs are never stacked together (their sizes differ).
     obs = _normalize(static, state.normalizer, traj.obs)
-    final_obs = _normalize(static, state.normalizer, traj.final_obs)
-    values = static.value_net.apply(state.value_params, jnp.stack([obs, final_obs]))
+    critic_obs = None
+    if critic_observation_size(static.env) == 0:
+        final_obs = _normalize(static, state.normalizer, traj.final_obs)
+        values = static.value_net.apply(state.value_params, jnp.stack([obs, final_obs]))
+    else:
+        chex.assert_shape(traj.critic_obs, (config.unroll_length, config.num_envs,
+                                            critic_observation_size(static.env)))
+        critic_obs = _normalize(static, state.critic_normalizer, traj.critic_obs)
+        final_critic_obs = _normalize(static, state.critic_normalizer, traj.final_critic_obs)
+        values = static.value_net.apply(state.value_params, jnp.stack([critic_obs, final_critic_obs]))
     v_t, v_next_t = values[0], values[1]
 
     terminated = traj.done * (1.0 - traj.truncated)
@@ -385,6 +424,7 @@ def _iteration(
         old_log_prob=flat(traj.log_prob),
         advantage=flat(advantage),
         value_target=flat(target),
+        critic_obs=None if critic_obs is None else flat(critic_obs),
     )
     sgd = _SGDCarry(
         params={"policy": state.policy_params, "value": state.value_params},
@@ -396,9 +436,11 @@ def _iteration(
         jax.random.split(key_sgd, config.num_updates_per_batch),
     )
 
-    normalizer = state.normalizer
+    normalizer, critic_normalizer = state.normalizer, state.critic_normalizer
     if config.normalize_observations:
         normalizer = normalization.update(normalizer, traj.obs)
+        if critic_normalizer is not None:
+            critic_normalizer = normalization.update(critic_normalizer, traj.critic_obs)
 
     finished = carry.finished_count
     metrics = {f"train/{k}": jnp.mean(v) for k, v in sgd_metrics.items()}
@@ -420,6 +462,7 @@ def _iteration(
         iteration=state.iteration + 1,
         episode_return=carry.episode_return,
         episode_length=carry.episode_length,
+        critic_normalizer=critic_normalizer,
     )
     return new_state, metrics
 
@@ -430,6 +473,8 @@ def _init(static: _Static, key: jax.Array) -> TrainState:
     policy_params = static.policy_net.init(key_policy)
     value_params = static.value_net.init(key_value)
     env_state = jax.vmap(static.env.reset)(jax.random.split(key_env, config.num_envs))
+    if critic_observation_size(static.env) > 0:
+        chex.assert_shape(env_state.critic_obs, (config.num_envs, critic_observation_size(static.env)))
     return TrainState(
         policy_params=policy_params,
         value_params=value_params,
@@ -440,7 +485,18 @@ def _init(static: _Static, key: jax.Array) -> TrainState:
         iteration=jnp.zeros((), jnp.int32),
         episode_return=jnp.zeros((config.num_envs,), jnp.float32),
         episode_length=jnp.zeros((config.num_envs,), jnp.int32),
+        critic_normalizer=_init_critic_normalizer(static.env),
     )
+
+
+def _init_critic_normalizer(env: Any) -> normalization.RunningStats | None:
+    size = critic_observation_size(env)
+    return normalization.init(size) if size > 0 else None
+
+
+def _value_input_size(env: Any) -> int:
+    """The value net reads the critic observation when the env has one, else obs."""
+    return critic_observation_size(env) or env.observation_size
 
 
 def _policy_fn(
@@ -464,7 +520,8 @@ def make_train(env: Any, config: PPOConfig, num_iterations: int) -> Trainer:
     """Builds the jitted PPO functions for ``env`` (see ``Trainer``).
 
     Args:
-      env: an env with reset/step/observation_size/action_size/episode_length (jaxhum.envs).
+      env: an env with reset/step/observation_size/action_size/episode_length (jaxhum.envs);
+        with `critic_observation_size > 0` its states' `critic_obs` feed the value net alone.
       config: PPO hyperparameters; validated here.
       num_iterations: planned number of iterations (sets the length of the 'linear' lr decay).
 
@@ -482,7 +539,7 @@ def make_train(env: Any, config: PPOConfig, num_iterations: int) -> Trainer:
             env.observation_size, env.action_size, config.policy_hidden_sizes, config.activation
         ),
         value_net=networks.make_value_network(
-            env.observation_size, config.value_hidden_sizes, config.activation
+            _value_input_size(env), config.value_hidden_sizes, config.activation
         ),
         optimizer=optimizer,
     )
