@@ -89,7 +89,9 @@ def compare(run: checkpoint.LoadedRun, policy: Any, episodes: int, seed: int,
         commands = [None] * episodes
     native = [native_episode(run.env, policy, q, v, c) for q, v, c in zip(qpos, qvel, commands)]
     length = sum(e["length"] for e in native)
-    keys = ["success_rate", "forward_velocity", "episode_length"]
+    # success_rate also applies a command task's tracking bounds in MJX (not measured natively):
+    # fall_rate is the figure both engines measure alike.
+    keys = ["success_rate", "fall_rate", "forward_velocity", "episode_length"]
     keys += [k for k in mjx_report if k.startswith("tracking/")]
     return {
         "run_dir": str(run.run_dir),
@@ -99,6 +101,7 @@ def compare(run: checkpoint.LoadedRun, policy: Any, episodes: int, seed: int,
         "seed": seed,
         "mujoco": {
             "success_rate": float(np.mean([e["terminated"] == 0.0 for e in native])),
+            "fall_rate": float(np.mean([e["terminated"] for e in native])),
             "forward_velocity": sum(e["distance"] for e in native) / (length * run.env.dt),
             "episode_length": length / episodes,
         },

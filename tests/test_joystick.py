@@ -7,7 +7,6 @@ The robot's MJX compile is slow on the CPU: the env's reset and step are compile
 import chex
 import jax
 import jax.numpy as jnp
-import mujoco
 import numpy as np
 import pytest
 from mujoco import mjx
