@@ -100,8 +100,8 @@ def _refused(argv: list[str], tmp_path: pathlib.Path, capfd) -> str:
 def test_shape_mismatch_is_refused_naming_the_leaf(source, tmp_path, capfd, monkeypatch):
     monkeypatch.setattr(runner, "train", lambda *a, **k: pytest.fail("bad input reached training"))
     err = _refused([f"init_from={source}", "ppo.policy_hidden_sizes=16"], tmp_path, capfd)
-    assert err.startswith(f"error: init_from: state.policy_params['params']['"), err
-    assert f"{source} has shape (" in err and ", 8), this run needs (" in err and ", 16)" in err, err
+    assert err == (f"error: init_from: state.policy_params['params']['hidden_0']['bias']: {source} has shape (8,), "
+                   "this run needs (16,)\n")
     err = _refused([f"init_from={source}", "ppo.policy_hidden_sizes=8,8"], tmp_path, capfd)
     assert err.startswith("error: init_from: state.policy_params['params']"), err  # a layer more
 
