@@ -281,6 +281,9 @@ def train(
         print(f"warning: {text}", file=sys.stderr, flush=True)
     if resume:
         log.message(f"resumed {run_dir} at step {start_iteration * per_iteration}")
+    if config.init_from:
+        log.message(f"init_from {config.init_from} ignored: a resumed run continues from its own checkpoint" if resume
+                    else f"fine-tuning from {config.init_from}: its policy, value and normalizer")
 
     last_eval: dict[str, float] = {}
     last_row: dict[str, Any] = {}

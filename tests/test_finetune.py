@@ -77,6 +77,7 @@ def test_fine_tune_run_then_resume_without_the_source(source, tmp_path, subproce
     proc = _cli([*TINY, "--num-timesteps", str(ITERATION), "--out", str(ft), f"init_from={source}"], subprocess_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((ft / "config.json").read_text())["init_from"] == str(source)
+    assert f"fine-tuning from {source}" in proc.stdout + proc.stderr
     # A resumed fine-tuned run restores its own checkpoint: the source may even be gone.
     moved = source.with_name("source-moved")
     source.rename(moved)
@@ -85,6 +86,7 @@ def test_fine_tune_run_then_resume_without_the_source(source, tmp_path, subproce
     finally:
         moved.rename(source)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"init_from {source} ignored" in proc.stdout + proc.stderr
     assert helpers.checkpoint_leaves(ft, 2 * ITERATION)
 
 
