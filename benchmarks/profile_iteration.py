@@ -61,7 +61,7 @@ def profile(ppo: train_lib.PPOConfig, env, repeats: int) -> dict[str, float]:
     def rollout(st, key):
         behaviour = train_lib.PolicyParams(normalizer=st.normalizer, policy=st.policy_params)
         zero = jnp.zeros((), jnp.float32)
-        carry = train_lib._RolloutCarry(st.env_state, st.episode_return, st.episode_length, zero, zero, zero)
+        carry = train_lib._RolloutCarry(st.env_state, st.episode_return, st.episode_length, zero, zero, zero, zero)
         step = functools.partial(train_lib._rollout_step, static, behaviour)
         return jax.lax.scan(step, carry, jax.random.split(key, t_len))[1]
 

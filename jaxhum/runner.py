@@ -35,6 +35,7 @@ from typing import Any
 
 from jaxhum import checkpoint as checkpoint_lib
 from jaxhum import config as config_lib
+from jaxhum import finetune
 from jaxhum import runlog
 from jaxhum.checkpoint import saved_config
 from jaxhum.config import ConfigError, FrozenMapping
@@ -270,8 +271,8 @@ def train(
             if best_meta.get("eval_return") is not None and (best_return is None or best_meta["eval_return"] > best_return):
                 best_return, best_step = best_meta["eval_return"], best_steps[-1]
         runlog.truncate_metrics(run_dir, restored.step)
-    else:
-        state = trainer.init(train_key)
+    else:  # a fine-tuned run starts from init_from's policy, value and normalizer (resume ignores it)
+        state = finetune.init_state(trainer, config, train_key) if config.init_from else trainer.init(train_key)
     start_iteration = int(jax.device_get(state.iteration))
     runlog.write_json(run_dir / "config.json", config_json)
 
@@ -280,6 +281,9 @@ def train(
         print(f"warning: {text}", file=sys.stderr, flush=True)
     if resume:
         log.message(f"resumed {run_dir} at step {start_iteration * per_iteration}")
+    if config.init_from:
+        log.message(f"init_from {config.init_from} ignored: a resumed run continues from its own checkpoint" if resume
+                    else f"fine-tuning from {config.init_from}: its policy, value and normalizer")
 
     last_eval: dict[str, float] = {}
     last_row: dict[str, Any] = {}
@@ -463,6 +467,8 @@ def prepare(
         if run_dir.exists() and any(run_dir.iterdir()):
             raise ConfigError("out_dir", f"{run_dir} already exists and is not empty; "
                               f"continue it with --resume {run_dir} or choose another --out")
+        if config.init_from:  # shapes checked against the source checkpoint; compiles nothing
+            finetune.check_config(config)
         config = dataclasses.replace(config, out_dir=str(run_dir))
         return Prepared(config, run_dir, False, args.progress, args.print_config)
 

@@ -52,6 +52,10 @@ class RunConfig:
       out_dir: run directory; empty means runs/<env_name>/<UTC timestamp>-s<seed>.
       stop_at_eval_return: end the run (with a final checkpoint) at the first evaluation
         whose mean episode return reaches this value; inf never stops early.
+      init_from: a run directory to fine-tune from: the new run starts from that run's policy,
+        value and normalizer (its newest complete checkpoint), everything else (optimizer,
+        env states, keys) fresh from this config and seed; shapes must match
+        (`jaxhum.finetune`). Empty starts from scratch. A resumed run ignores it.
     """
 
     env_name: str = "humanoid_run"
@@ -67,6 +71,7 @@ class RunConfig:
     # inf is the documented "never stop early"; nan and -inf are refused like in any float field.
     stop_at_eval_return: float = dataclasses.field(
         default=math.inf, metadata={config_lib.ALLOW_NON_FINITE: (math.inf,)})
+    init_from: str = ""
 
 
 # Fields a resumed run may change: none of them alters the state's shapes or the training math

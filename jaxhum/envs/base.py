@@ -11,6 +11,17 @@ Tasks whose episodes must each start afresh (new command, new physics parameters
 start for every env with `reset` and stores it as the start its next autoreset restores. An
 episode never changes its start or its parameters mid-way.
 
+Non-finite physics: a step that leaves `qpos`, `qvel`, `obs`, `critic_obs` or `reward` NaN or
+infinite ends its episode at once (terminated, so nothing bootstraps from it), restores the
+stored start, reports reward 0 and the start's observation as `final_obs`, and sets
+`metrics['nonfinite']` to 1.0 (0.0 on every other step; every task has the key). So a blown-up
+simulation costs one episode, never the run, and no NaN reaches a learner.
+
+Curriculum: a task that declares `Env.curriculum` names reads each name's level, a () float32 in
+[0, 1], from `state.info['curriculum'][name]`; its `reset` puts the level it wants outside
+training there (usually 1.0, the full task) and a trainer overwrites the levels of every env (in
+`info` and `first_info`) before each rollout, so levels change without recompiling.
+
 Optional parts of the state, the same for every task so trainers need no special cases:
 `critic_obs` (privileged observation for an asymmetric critic; shape (0,) when the task has
 none, `Env.critic_observation_size == 0`) and `info` (whatever a task carries from step to step:
@@ -27,6 +38,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 from mujoco import mjx
+
+
+NONFINITE = "nonfinite"  # metric: 1.0 on a step whose physics became NaN/inf (then reset), else 0.0
 
 
 @struct.dataclass
@@ -77,6 +91,7 @@ class EnvState:
         zero = jnp.zeros((), jnp.float32)
         critic_obs = jnp.zeros((0,), jnp.float32) if critic_obs is None else critic_obs
         info = {} if info is None else info
+        metrics = {**metrics, NONFINITE: zero}
         return cls(
             data=data,
             obs=obs,
@@ -101,9 +116,11 @@ class EnvState:
                 info: dict[str, Any] | None = None) -> EnvState:
         """The state after one control step without reset (not truncated; autoreset comes later).
 
-        `critic_obs` and `info` keep their previous values when not given.
+        `critic_obs` and `info` keep their previous values when not given. `metrics` gains
+        `metrics['nonfinite']` (see `nonfinite`).
         """
         critic_obs = self.critic_obs if critic_obs is None else critic_obs
+        metrics = {**metrics, NONFINITE: nonfinite(data, obs, critic_obs, reward)}
         return self.replace(
             critic_obs=critic_obs,
             final_critic_obs=critic_obs,
@@ -175,6 +192,9 @@ class Env:
       fresh_starts: a trainer should call `refresh_starts` once per iteration so that every
         episode starts from a newly drawn reset (False keeps brax's behaviour: an env restores
         the same start at every autoreset).
+      curriculum: names of the curriculum levels the task reads from
+        `state.info['curriculum'][name]` (() float32 in [0, 1]; its `reset` sets them); a
+        trainer writes the current levels there before each rollout. () for none.
     """
 
     name: str
@@ -193,6 +213,7 @@ class Env:
     deploy: DeploySpec | None = None
     critic_observation_size: int = 0
     fresh_starts: bool = False
+    curriculum: tuple[str, ...] = ()
 
 
 def refresh_starts(env: Env, state: EnvState, key: jax.Array) -> EnvState:
@@ -210,6 +231,16 @@ def refresh_starts(env: Env, state: EnvState, key: jax.Array) -> EnvState:
     )
 
 
+def nonfinite(data: mjx.Data, obs: jax.Array, critic_obs: jax.Array, reward: jax.Array) -> jax.Array:
+    """() float32: 1.0 if qpos, qvel, obs, critic_obs or reward holds a NaN or an infinity.
+
+    NaN spreads through the dynamics into qpos/qvel within a step, so these few arrays suffice.
+    """
+    parts = (data.qpos, data.qvel, obs, critic_obs, reward)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in parts]))
+    return 1.0 - finite.astype(jnp.float32)
+
+
 def with_autoreset(
     step_without_reset: Callable[[EnvState, jax.Array], EnvState], episode_length: int
 ) -> Callable[[EnvState, jax.Array], EnvState]:
@@ -219,11 +250,26 @@ def with_autoreset(
     `final_obs`, `final_critic_obs` and `metrics` of that step, while `data`, `obs`,
     `critic_obs`, `info`, `step_count` and `last_action` start the next episode from the stored
     start (`first_*`).
+
+    A step whose result is non-finite (`nonfinite`) is terminated and reset at once; its
+    `reward` is 0, its `metrics` are 0 but `metrics['nonfinite'] = 1`, and its `final_obs` /
+    `final_critic_obs` are the start's, so the step carries no NaN or inf out. Finite steps are
+    untouched bit for bit.
     """
 
     def step(state: EnvState, action: jax.Array) -> EnvState:
         nxt = step_without_reset(state, action)
-        terminated = nxt.done
+        bad_flag = nonfinite(nxt.data, nxt.obs, nxt.critic_obs, nxt.reward)
+        bad = bad_flag > 0.0
+        clean = lambda x: jnp.where(bad, jnp.zeros_like(x), x)  # noqa: E731
+        metrics = {**jax.tree.map(clean, dict(nxt.metrics)), NONFINITE: bad_flag}
+        nxt = nxt.replace(
+            reward=clean(nxt.reward),
+            final_obs=jnp.where(bad, nxt.first_obs, nxt.final_obs),
+            final_critic_obs=jnp.where(bad, nxt.first_critic_obs, nxt.final_critic_obs),
+            metrics=metrics,
+        )
+        terminated = jnp.where(bad, 1.0, nxt.done).astype(jnp.float32)
         truncated = jnp.where(
             (nxt.step_count >= episode_length) & (terminated == 0.0), 1.0, 0.0
         ).astype(jnp.float32)

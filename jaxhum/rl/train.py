@@ -38,6 +38,7 @@ import optax
 from flax import struct
 
 from jaxhum.envs import base as envs_base
+from jaxhum.rl import curriculum as curriculum_lib
 from jaxhum.rl import evaluation as evaluation_lib
 from jaxhum.rl import losses
 from jaxhum.rl import networks
@@ -74,6 +75,8 @@ class PPOConfig:
       value_hidden_sizes: hidden layer widths of the value MLP.
       activation: hidden activation, 'swish' or 'tanh'.
       num_eval_envs: environments used by Trainer.evaluate (one episode each).
+      curriculum: how the levels of a task's curriculum move (`jaxhum.rl.curriculum`); unused
+        by tasks that declare no curriculum names.
     """
 
     num_envs: int = 2048
@@ -95,6 +98,7 @@ class PPOConfig:
     value_hidden_sizes: tuple[int, ...] = (256, 256, 256, 256, 256)
     activation: str = "swish"
     num_eval_envs: int = 128
+    curriculum: curriculum_lib.CurriculumConfig = dataclasses.field(default_factory=curriculum_lib.CurriculumConfig)
 
     @property
     def batch_size(self) -> int:
@@ -150,6 +154,7 @@ class PPOConfig:
             sizes = getattr(self, name)
             if not all(isinstance(s, int) and s > 0 for s in sizes):
                 raise ValueError(f"{name}: must be a tuple of positive integers, got {sizes!r}")
+        self.curriculum.validate()
 
 
 @struct.dataclass
@@ -176,6 +181,7 @@ class TrainState:
     iteration: jax.Array  # () int32, iterations completed
     episode_return: jax.Array  # (num_envs,) float32, return of each env's current episode so far
     episode_length: jax.Array  # (num_envs,) int32, steps of each env's current episode so far
+    curriculum: curriculum_lib.CurriculumState  # levels of the task's curriculum names ({} if none)
     # Running statistics of the critic observation, (critic_size,); None when the env has none
     # (no leaf, so symmetric runs keep their checkpoint layout).
     critic_normalizer: normalization.RunningStats | None = None
@@ -239,6 +245,7 @@ class _RolloutCarry:
     finished_return: jax.Array  # () float32, summed return of episodes finished this rollout
     finished_length: jax.Array  # () float32, summed length of those episodes
     finished_count: jax.Array  # () float32, number of those episodes
+    nonfinite: jax.Array  # () float32, env steps reset this rollout because their physics went NaN/inf
 
 
 @struct.dataclass
@@ -287,6 +294,7 @@ def _rollout_step(
         finished_return=carry.finished_return + jnp.sum(done * episode_return),
         finished_length=carry.finished_length + jnp.sum(done * episode_length),
         finished_count=carry.finished_count + jnp.sum(done),
+        nonfinite=carry.nonfinite + _nonfinite_count(env_state),
     )
     transition = Transition(
         obs=obs,
@@ -300,6 +308,12 @@ def _rollout_step(
         final_critic_obs=env_state.final_critic_obs if asymmetric else None,
     )
     return new, transition
+
+
+def _nonfinite_count(env_state: Any) -> jax.Array:
+    """() float32: envs whose step was non-finite and reset (0 for envs without the metric)."""
+    flags = getattr(env_state, "metrics", {}).get(envs_base.NONFINITE)
+    return jnp.zeros((), jnp.float32) if flags is None else jnp.sum(flags)
 
 
 def _loss(
@@ -377,6 +391,7 @@ def _iteration(
     env_state = state.env_state
     if getattr(static.env, "fresh_starts", False):  # next episodes start afresh (a key apart from the rollout's)
         env_state = envs_base.refresh_starts(static.env, env_state, jax.random.fold_in(key_rollout, 1))
+    env_state = curriculum_lib.apply(env_state, state.curriculum)  # after the refresh: new starts get them too
 
     # Rollout with the current policy and statistics; policy inference only.
     behaviour = PolicyParams(normalizer=state.normalizer, policy=state.policy_params)
@@ -387,6 +402,7 @@ def _iteration(
         finished_return=jnp.zeros((), jnp.float32),
         finished_length=jnp.zeros((), jnp.float32),
         finished_count=jnp.zeros((), jnp.float32),
+        nonfinite=jnp.zeros((), jnp.float32),
     )
     carry, traj = jax.lax.scan(
         functools.partial(_rollout_step, static, behaviour),
@@ -451,6 +467,8 @@ def _iteration(
     metrics["train/episode_length"] = carry.finished_length / jnp.maximum(finished, 1.0)
     metrics["train/episodes_finished"] = finished
     metrics["train/mean_reward_per_step"] = jnp.mean(traj.reward)
+    metrics["train/nonfinite_resets"] = carry.nonfinite
+    metrics.update(curriculum_lib.log(state.curriculum))  # the levels this rollout ran with
 
     new_state = TrainState(
         policy_params=sgd.params["policy"],
@@ -462,6 +480,7 @@ def _iteration(
         iteration=state.iteration + 1,
         episode_return=carry.episode_return,
         episode_length=carry.episode_length,
+        curriculum=curriculum_lib.update(config.curriculum, state.curriculum, metrics),
         critic_normalizer=critic_normalizer,
     )
     return new_state, metrics
@@ -485,6 +504,7 @@ def _init(static: _Static, key: jax.Array) -> TrainState:
         iteration=jnp.zeros((), jnp.int32),
         episode_return=jnp.zeros((config.num_envs,), jnp.float32),
         episode_length=jnp.zeros((config.num_envs,), jnp.int32),
+        curriculum=curriculum_lib.init(config.curriculum, tuple(getattr(static.env, "curriculum", ()))),
         critic_normalizer=_init_critic_normalizer(static.env),
     )
 
@@ -531,6 +551,7 @@ def make_train(env: Any, config: PPOConfig, num_iterations: int) -> Trainer:
     config.validate()
     if not isinstance(num_iterations, int) or num_iterations <= 0:
         raise ValueError(f"num_iterations: must be a positive integer, got {num_iterations!r}")
+    curriculum_lib.check_env(env)
     optimizer, schedule = _make_optimizer(config, num_iterations)
     static = _Static(
         env=env,
