@@ -12,6 +12,10 @@ evaluation never touches the training key stream); every `checkpoint_every` it s
 TrainState. SIGINT/SIGTERM set a flag that is checked between iterations: the loop then saves
 a checkpoint and returns 128 + signal number.
 
+With `num_seeds` K > 1 one program trains K seeds and the loop writes K run directories
+(`run_dir/seed_<S>`, each a complete one-seed run); with more than one device the env batch and
+the minibatches are split over them (`jaxhum.rl.parallel`).
+
 Cadences are given in env steps and rounded to whole iterations of
 `ppo.num_envs * ppo.unroll_length` env steps (at least one iteration).
 """

@@ -201,6 +201,9 @@ class Trainer(NamedTuple):
     iteration(state) -> (state, metrics)         (jitted; the state argument is donated)
     evaluate(state, key) -> metrics              (jitted; key only resets eval envs)
     policy_fn(params: PolicyParams, obs (..., obs_size), key | None) -> action (..., A)
+
+    Made with num_seeds K > 1, init takes keys (K,) and states, metrics and evaluations carry a
+    leading axis K (policy_fn stays the one-seed function).
     """
 
     init: Callable[[jax.Array], TrainState]
