@@ -41,7 +41,7 @@ def run(mesh) -> dict:
               for x in jax.tree.leaves((state.policy_params, state.value_params))]
     evaluation = {k: float(v) for k, v in jax.device_get(trainer.evaluate(state, jax.random.key(1))).items()}
     shardings = {
-        "obs": str(state.env_state.obs.sharding.spec) if mesh is not None else "",
+        "obs": [str(a) for a in state.env_state.obs.sharding.spec] if mesh is not None else [],
         "obs_devices": len(state.env_state.obs.sharding.device_set),
         "params_replicated": bool(jax.tree.leaves(state.policy_params)[0].sharding.is_fully_replicated),
         "local_env_rows": sum(s.data.shape[0] for s in state.env_state.obs.addressable_shards),

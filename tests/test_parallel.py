@@ -53,7 +53,7 @@ def _assert_close(a: dict, b: dict, rtol: float, atol: float) -> None:
 
 def test_sharded_run_equals_single_device_run(sharded):
     single, split = sharded["single"], sharded["sharded"]
-    assert split["shardings"] == {"obs": "PartitionSpec('data',)", "obs_devices": 2, "params_replicated": True,
+    assert split["shardings"] == {"obs": ["data"], "obs_devices": 2, "params_replicated": True,
                                   "local_env_rows": 4}
     assert single["metrics"][0].keys() == split["metrics"][0].keys()
     _assert_close(single, split, rtol=1e-4, atol=1e-5)
@@ -77,7 +77,7 @@ def test_two_processes_agree_through_jax_distributed(sharded, subprocess_env, tm
     a, b = first["distributed"], second["distributed"]
     assert a["metrics"] == b["metrics"] and a["params"] == b["params"] and a["eval"] == b["eval"]
     # Each process holds the envs of its own device only; the mesh spans both.
-    assert a["shardings"] == {"obs": "PartitionSpec('data',)", "obs_devices": 2, "params_replicated": True,
+    assert a["shardings"] == {"obs": ["data"], "obs_devices": 2, "params_replicated": True,
                               "local_env_rows": 2}
     _assert_close(sharded["sharded"], a, rtol=1e-4, atol=1e-5)
 
