@@ -84,7 +84,7 @@ def test_seed_directories_are_complete_one_seed_runs(trained):
         assert (saved.seed, saved.num_seeds, saved.out_dir) == (seed, 1, str(seed_dir))
         assert (seed_dir / "eval_summary.json").is_file() and list(seed_dir.glob("events.out.tfevents.*"))
         loaded = checkpoint.load_run(seed_dir)  # the loader of any one-seed run, unchanged
-        assert int(loaded.state.iteration) == 4
+        assert (loaded.step, loaded.config.seed) == (32, seed)
     assert [s["run_dir"] for s in loop.summary["seeds"]] == [str(root / "loop" / f"seed_{s}") for s in SEEDS]
 
 
