@@ -433,12 +433,12 @@ def train(
                 final = iteration == total_iterations
                 evaluate = eval_every > 0 and (iteration % eval_every == 0 or final)
                 if evaluate or iteration % log_every == 0 or final:
+                    host_metrics = jax.device_get(dict(metrics))  # waits for the iteration to finish
                     now = time.monotonic()
                     if iteration > rate_mark[1]:
                         rate = (iteration - rate_mark[1]) * per_iteration / (now - rate_mark[0])
                     else:  # the first iteration of this process: the figure includes compilation
                         rate = (iteration - start_iteration) * per_iteration / (now - start_time)
-                    host_metrics = jax.device_get(dict(metrics))
                     evals = None
                     if evaluate:
                         eval_keys = (jax.vmap(jax.random.fold_in, in_axes=(0, None))(eval_key, iteration) if multi
