@@ -10,8 +10,14 @@ A run that has not reached the target by its step budget reports its best return
 brax 0.14.2's trainer calls `jax.device_put_replicated`, which JAX 0.11 removed; this script
 (and only this script) puts back a single-host equivalent of that one name when it is missing.
 
-    python benchmarks/train_vs_brax.py --seeds 1                 # on the GPU
-    python benchmarks/train_vs_brax.py --smoke                   # tiny CPU run, same table
+    python benchmarks/train_vs_brax.py --seeds 0,1,2,3,4,10,11 --brax-seeds 0,1,2   # on the GPU
+    python benchmarks/train_vs_brax.py --seeds 5,6 --skip-brax                        # ours only
+    python benchmarks/train_vs_brax.py --smoke                                        # tiny CPU run
+
+Per run and seed it prints one line, then per run: how many seeds reached the target and the
+median time to target over all its seeds, a seed that never reached it counting as infinitely
+slow (so the median is finite only when more than half the seeds reached the target), and the
+ratio of that median to brax's.
 """
 
 from __future__ import annotations
@@ -148,57 +154,98 @@ def run_ours(seed: int, target: float, smoke: bool) -> dict:
     }
 
 
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,7' -> [0, 1, 7]; raises ValueError naming the bad entry."""
+    seeds = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit():
+            raise ValueError(f"seed list: {part!r} is not a non-negative integer (give e.g. 0,1,7)")
+        seeds.append(int(part))
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seed list: {text!r} repeats a seed")
+    return seeds
+
+
+def median_time(results: list[dict]) -> float:
+    """Median wall seconds to target over all seeds; a seed that missed the target counts as inf."""
+    if not results:
+        return math.nan
+    return float(np.median([r["wall_s"] if r["reached"] else math.inf for r in results]))
+
+
+def summary_table(results: dict[str, list[dict]], seeds: dict[str, list[int]]) -> str:
+    """Markdown table: per run the seeds, how many reached the target, median time, ratio to brax."""
+    base = median_time(results["brax"]) if results.get("brax") else math.nan
+    lines = ["| run | seeds | reached | median s to target | median steps | ratio to brax's median |",
+             "|---|---|---|---|---|---|"]
+    for name, res in results.items():
+        med = median_time(res)
+        steps = [r["steps"] if r["reached"] else math.inf for r in res]
+        med_steps = float(np.median(steps)) if steps else math.nan
+        lines.append(f"| {name} | {','.join(map(str, seeds[name]))} | {sum(r['reached'] for r in res)} of {len(res)} "
+                     f"| {med:.1f} | {med_steps:,.0f} | {med / base:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny CPU run printing the same table")
-    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...)")
+    parser.add_argument("--seeds", default="0", help="our seeds, comma-separated (e.g. 0,1,2,3,4,10)")
+    parser.add_argument("--brax-seeds", default=None,
+                        help="seeds of the brax runs, comma-separated (default: the same as --seeds)")
+    parser.add_argument("--skip-brax", action="store_true", help="run ours only (same as --runs ours)")
     parser.add_argument("--target", type=float, default=None, help="eval return to reach (default 8000)")
     parser.add_argument("--runs", default="ours,brax_on_ours,brax", help="comma-separated subset of the runs")
     parser.add_argument("--max-seconds", type=float, default=400.0, help="give up on a brax run after this long")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--markdown", default=None, help="also write the summary table to this file")
     args = parser.parse_args(argv)
+    try:
+        our_seeds = parse_seeds(args.seeds)
+        brax_seeds = parse_seeds(args.brax_seeds) if args.brax_seeds is not None else our_seeds
+    except ValueError as err:
+        parser.error(str(err))
     target = args.target if args.target is not None else (-1e9 if args.smoke else 8000.0)
     settings = BRAX_SMOKE if args.smoke else BRAX_HUMANOID_PPO
-    runs = args.runs.split(",")
+    runs = ["ours"] if args.skip_brax else args.runs.split(",")
+    for name in runs:
+        if name not in ("ours", "brax_on_ours", "brax"):
+            parser.error(f"--runs: unknown run {name!r}; known: ours, brax_on_ours, brax")
+    seeds = {name: our_seeds if name == "ours" else brax_seeds for name in runs}
     patched = _patch_device_put_replicated() if any(r.startswith("brax") for r in runs) else False
     print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, target {target}, "
-          f"seeds {args.seeds}, device_put_replicated patched: {patched}", flush=True)
+          f"seeds {seeds}, device_put_replicated patched: {patched}", flush=True)
 
     results: dict[str, list[dict]] = {r: [] for r in runs}
-    for seed in range(args.seeds):
-        for name in runs:
+    for name in runs:
+        for seed in seeds[name]:
             if name == "ours":
                 res = run_ours(seed, target, args.smoke)
             elif name == "brax_on_ours":
                 env = jaxhum.envs.to_brax(jaxhum.envs.make("humanoid_run"))
                 res = run_brax(env, seed, target, settings, args.max_seconds)
-            elif name == "brax":
+            else:
                 from brax import envs as brax_envs
 
                 res = run_brax(brax_envs.get_environment("humanoid", backend="mjx"), seed, target, settings, args.max_seconds)
-            else:
-                parser.error(f"--runs: unknown run {name!r}; known: ours, brax_on_ours, brax")
+            res["seed"] = seed
             results[name].append(res)
             print(f"seed {seed} {name:13s} reached={res['reached']} wall_s={res['wall_s']} "
                   f"steps={res['steps']} best={res['best']:.1f} total_s={res['total_s']:.1f}", flush=True)
 
-    def mean_wall(name: str) -> float:
-        walls = [r["wall_s"] for r in results.get(name, []) if r["reached"]]
-        return sum(walls) / len(walls) if walls and len(walls) == len(results[name]) else math.nan
-
+    table = summary_table(results, seeds)
     print()
-    header = f"{'run':14s} | {'seeds reached':>13} | {'mean wall s':>11} | {'ratio to brax':>13}"
-    print(header)
-    print("-" * len(header))
-    base = mean_wall("brax") if "brax" in results else math.nan
-    for name in runs:
-        n_hit = sum(r["reached"] for r in results[name])
-        wall = mean_wall(name)
-        print(f"{name:14s} | {n_hit:>6d} of {len(results[name]):<4d} | {wall:11.1f} | {wall / base:13.2f}")
+    print(table)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, target {target}\n\n{table}\n")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": jax.devices()[0].device_kind, "jax": jax.__version__, "target": target,
-                       "results": results}, f, indent=2, default=str)
+                       "seeds": seeds, "results": results,
+                       "median_wall_s": {n: median_time(r) for n, r in results.items()}},
+                      f, indent=2, default=str)
     return 0
 
 

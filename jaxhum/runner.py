@@ -12,6 +12,10 @@ evaluation never touches the training key stream); every `checkpoint_every` it s
 TrainState. SIGINT/SIGTERM set a flag that is checked between iterations: the loop then saves
 a checkpoint and returns 128 + signal number.
 
+With `num_seeds` K > 1 one program trains K seeds and the loop writes K run directories
+(`run_dir/seed_<S>`, each a complete one-seed run); with more than one device the env batch and
+the minibatches are split over them (`jaxhum.rl.parallel`).
+
 Cadences are given in env steps and rounded to whole iterations of
 `ppo.num_envs * ppo.unroll_length` env steps (at least one iteration).
 """
@@ -44,12 +48,16 @@ from jaxhum.config import ConfigError, FrozenMapping
 # run uses without this training loop; re-exported here, where experiments have always found it.
 from jaxhum.runs import (
     RESUMABLE_FIELDS,
+    SEEDS_FILE,
     RunConfig,
     build_env,
     build_trainer,
     every_iterations,
     make_policy,
     num_iterations,
+    seed_config,
+    seed_run_dirs,
+    seeds_of,
     state_template,
     steps_per_iteration,
     train_keys,
@@ -137,6 +145,23 @@ def _validate_env(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, env=env)
 
 
+def _validate_devices(config: RunConfig) -> None:
+    """devices names a device count that exists and divides the env batch and the minibatches."""
+    import jax
+
+    require = config_lib.require
+    available = jax.device_count() if config.devices == 0 else jax.local_device_count()
+    require(0 <= config.devices <= available, "devices",
+            f"must be 0 (all devices) or a count in 1..{available} (local devices), got {config.devices}")
+    count = config.devices or available
+    if count > 1:
+        require(config.ppo.num_envs % count == 0, "ppo.num_envs",
+                f"must be divisible by the {count} devices (devices={config.devices}), got {config.ppo.num_envs}")
+        require(config.ppo.minibatch_size % count == 0, "ppo.num_minibatches",
+                f"the minibatch size num_envs * unroll_length / num_minibatches = {config.ppo.minibatch_size} "
+                f"must be divisible by the {count} devices, got num_minibatches {config.ppo.num_minibatches}")
+
+
 def validate(config: RunConfig, build: bool = True) -> RunConfig:
     """Checks a run config; returns it with env override values coerced to their types.
 
@@ -155,6 +180,10 @@ def validate(config: RunConfig, build: bool = True) -> RunConfig:
         require(value > 0, name, f"must be a positive integer, got {value}")
     require(config.eval_every >= 0, "eval_every", f"must be >= 0 (0 disables evaluation), got {config.eval_every}")
     require(config.seed >= 0, "seed", f"must be >= 0, got {config.seed}")
+    require(config.num_seeds > 0, "num_seeds", f"must be a positive integer, got {config.num_seeds}")
+    require(not (config.init_from and config.num_seeds > 1), "init_from",
+            f"fine-tuning trains one seed: must be empty with num_seeds > 1, got num_seeds {config.num_seeds}")
+    _validate_devices(config)
     try:
         config.ppo.validate()
     except ValueError as err:
@@ -218,6 +247,101 @@ def _to_host(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(dict(metrics)).items()}
 
 
+class _SeedRun:
+    """The host-side record of one seed's run directory: its writers, best and last evaluation.
+
+    A run with one seed has one; a num_seeds > 1 run has one per seed, each a complete
+    one-seed run directory (its config says num_seeds 1 and its own seed).
+    """
+
+    def __init__(self, config: RunConfig, run_dir: pathlib.Path, keep: int):
+        self.config = config
+        self.run_dir = run_dir
+        self.config_json = config_lib.to_json(config)
+        self.store = checkpoint_lib.CheckpointStore(run_dir, keep=keep)
+        self.log: runlog.RunLog | None = None
+        self.wall_offset = 0.0
+        self.best_return: float | None = None
+        self.best_step: int | None = None
+        self.last_eval: dict[str, float] = {}
+        self.last_row: dict[str, Any] = {}
+        self.reached_step: int | None = None  # first step whose eval reached stop_at_eval_return
+
+    def restore(self, template: Any, step: int | None, warn: Callable[[str], None]) -> Any:
+        """Restores the checkpoint at `step` (newest when None); best return and wall time too."""
+        restored = self.store.restore(template=template, step=step, warn=warn, quarantine=True)
+        self.wall_offset = float(restored.meta.get("wall_s", 0.0))
+        self.best_return = restored.meta.get("best_eval_return")
+        self.best_step = restored.meta.get("best_step")
+        best_steps = self.store.steps(best=True)
+        if best_steps:  # a best checkpoint saved after the restored one still counts
+            best_meta = self.store.read_json(best_steps[-1], "meta", best=True)
+            if best_meta.get("eval_return") is not None and (self.best_return is None or best_meta["eval_return"] > self.best_return):
+                self.best_return, self.best_step = best_meta["eval_return"], best_steps[-1]
+        runlog.truncate_metrics(self.run_dir, restored.step)
+        return restored.state
+
+    def save(self, step: int, iteration: int, wall_s: float, state: Any, best: bool = False) -> None:
+        meta = {
+            "iteration": iteration,
+            "wall_s": wall_s,
+            "eval_return": self.last_eval.get("eval/episode_reward"),
+            "best_eval_return": self.best_return,
+            "best_step": self.best_step,
+        }
+        self.store.save(step, state, self.config_json, meta, best=best)
+
+    def record_eval(self, metrics: dict[str, float], step: int, target: float) -> bool:
+        """Keeps an evaluation; True when it is this seed's best so far."""
+        self.last_eval = metrics
+        value = metrics.get("eval/episode_reward")
+        if value is not None and value >= target and self.reached_step is None:
+            self.reached_step = step
+        if value is not None and math.isfinite(value) and (self.best_return is None or value > self.best_return):
+            self.best_return, self.best_step = value, step
+            return True
+        return False
+
+    def summary(self, iteration: int, per_iteration: int, total_iterations: int, wall_s: float) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir),
+            "step": iteration * per_iteration,
+            "iteration": iteration,
+            "num_timesteps": total_iterations * per_iteration,
+            "wall_s": round(wall_s, 3),
+            "train/episode_reward": self.last_row.get("train/episode_reward"),
+            "train/steps_per_second": self.last_row.get("train/steps_per_second"),
+            "best_eval_return": self.best_return,
+            "best_step": self.best_step,
+            **{k: v for k, v in self.last_eval.items()},
+        }
+
+
+def _newest_common_step(seed_runs: Sequence[_SeedRun]) -> int | None:
+    """The newest checkpoint step that every seed directory holds (None: only one seed)."""
+    if len(seed_runs) == 1:
+        return None
+    common = set.intersection(*(set(r.store.steps()) for r in seed_runs))
+    if not common:
+        raise checkpoint_lib.CheckpointError(
+            f"{seed_runs[0].run_dir.parent}: the seed directories hold no checkpoint step in common")
+    return max(common)
+
+
+def _seed_slice(tree: Any, index: int | None) -> Any:
+    """Seed `index` of a stacked tree (index None: the tree of a one-seed run, unchanged)."""
+    import jax
+
+    return tree if index is None else jax.tree.map(lambda x: x[index], tree)
+
+
+def _unstacked(template: Any) -> Any:
+    """A one-seed state template from a stacked one (drops the leading seed axis)."""
+    import jax
+
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), template)
+
+
 def train(
     config: RunConfig,
     run_dir: str | os.PathLike,
@@ -226,6 +350,11 @@ def train(
     trainer: Any | None = None,
 ) -> RunResult:
     """Trains (or resumes) a run in `run_dir`, writing every artifact there.
+
+    With num_seeds K > 1, the K seeds train in one jitted program and each writes its own
+    complete run directory `run_dir/seed_<S>` (`runs.seed_run_dirs`); `run_dir/seeds.json`
+    holds the group's config. Resume restores every seed at the newest checkpoint step that all
+    seed directories hold.
 
     Args:
       config: a validated RunConfig (see `validate`).
@@ -236,47 +365,49 @@ def train(
       trainer: a prebuilt `make_train` result for this config (built when None).
     Returns:
       RunResult; exit_code is 128 + signum when a signal stopped the run (after a checkpoint).
+      For K > 1, its summary holds the first seed's figures and `seeds`, every seed's summary.
     """
     import jax
+
+    from jaxhum.rl import parallel
 
     # Wall time counts from here: building the trainer and every compile are part of the run.
     start_time = time.monotonic()
     run_dir = pathlib.Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = trainer if trainer is not None else build_trainer(config)
+    if trainer is None:
+        mesh = parallel.make_mesh(config.devices or "all")
+        trainer = build_trainer(config) if mesh is None else build_trainer(config, mesh=mesh)
     per_iteration = steps_per_iteration(config)
     total_iterations = num_iterations(config)
     log_every = every_iterations(config, config.log_every)
     eval_every = every_iterations(config, config.eval_every)
     checkpoint_every = every_iterations(config, config.checkpoint_every)
     train_key, eval_key = train_keys(config)
-    config_json = config_lib.to_json(config)
+    multi = config.num_seeds > 1
+    seed_runs = [_SeedRun(seed_config(config, s, d) if multi else config, d, config.keep_checkpoints)
+                 for s, d in zip(seeds_of(config), seed_run_dirs(config, run_dir))]
+    indices: list[int | None] = list(range(len(seed_runs))) if multi else [None]
 
-    store = checkpoint_lib.CheckpointStore(run_dir, keep=config.keep_checkpoints)
-    wall_offset = 0.0
-    best_return: float | None = None
-    best_step: int | None = None
     messages: list[str] = []
     if resume:
-        restored = store.restore(
-            template=state_template(trainer, config), warn=messages.append, quarantine=True
-        )
-        state = restored.state
-        wall_offset = float(restored.meta.get("wall_s", 0.0))
-        best_return = restored.meta.get("best_eval_return")
-        best_step = restored.meta.get("best_step")
-        best_steps = store.steps(best=True)
-        if best_steps:  # a best checkpoint saved after the restored one still counts
-            best_meta = store.read_json(best_steps[-1], "meta", best=True)
-            if best_meta.get("eval_return") is not None and (best_return is None or best_meta["eval_return"] > best_return):
-                best_return, best_step = best_meta["eval_return"], best_steps[-1]
-        runlog.truncate_metrics(run_dir, restored.step)
+        template = state_template(trainer, config)
+        step = _newest_common_step(seed_runs)
+        parts = [r.restore(_unstacked(template) if multi else template, step, messages.append) for r in seed_runs]
+        state = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *parts) if multi else parts[0]
     else:  # a fine-tuned run starts from init_from's policy, value and normalizer (resume ignores it)
         state = finetune.init_state(trainer, config, train_key) if config.init_from else trainer.init(train_key)
-    start_iteration = int(jax.device_get(state.iteration))
-    runlog.write_json(run_dir / "config.json", config_json)
-
-    log = runlog.RunLog(run_dir, total_iterations * per_iteration, start_iteration * per_iteration, progress)
+    start_iteration = int(jax.device_get(state.iteration).max())
+    if multi:
+        runlog.write_json(run_dir / SEEDS_FILE, {"config": config_lib.to_json(config),
+                                                 "seed_run_dirs": [r.run_dir.name for r in seed_runs]})
+    for i, r in enumerate(seed_runs):
+        r.run_dir.mkdir(parents=True, exist_ok=True)
+        runlog.write_json(r.run_dir / "config.json", r.config_json)
+        # One progress display for the group: the first seed's.
+        r.log = runlog.RunLog(r.run_dir, total_iterations * per_iteration, start_iteration * per_iteration,
+                              progress if i == 0 else "none")
+    log = seed_runs[0].log
     for text in messages:
         print(f"warning: {text}", file=sys.stderr, flush=True)
     if resume:
@@ -285,24 +416,16 @@ def train(
         log.message(f"init_from {config.init_from} ignored: a resumed run continues from its own checkpoint" if resume
                     else f"fine-tuning from {config.init_from}: its policy, value and normalizer")
 
-    last_eval: dict[str, float] = {}
-    last_row: dict[str, Any] = {}
     iteration = start_iteration
     # Throughput is measured from the end of the first iteration (which includes compilation).
     rate_mark: tuple[float, int] | None = None
 
-    def wall() -> float:
-        return wall_offset + time.monotonic() - start_time
+    def wall(r: _SeedRun) -> float:
+        return r.wall_offset + time.monotonic() - start_time
 
-    def save(it: int, state: Any, best: bool = False) -> None:
-        meta = {
-            "iteration": it,
-            "wall_s": wall(),
-            "eval_return": last_eval.get("eval/episode_reward"),
-            "best_eval_return": best_return,
-            "best_step": best_step,
-        }
-        store.save(it * per_iteration, state, config_json, meta, best=best)
+    def save_all(it: int, state: Any) -> None:
+        for r, index in zip(seed_runs, indices):
+            r.save(it * per_iteration, it, wall(r), _seed_slice(state, index))
 
     exit_code = 0
     try:
@@ -316,57 +439,62 @@ def train(
                 final = iteration == total_iterations
                 evaluate = eval_every > 0 and (iteration % eval_every == 0 or final)
                 if evaluate or iteration % log_every == 0 or final:
-                    row = _to_host(metrics)
+                    host_metrics = jax.device_get(dict(metrics))  # waits for the iteration to finish
                     now = time.monotonic()
                     if iteration > rate_mark[1]:
-                        row["train/steps_per_second"] = (iteration - rate_mark[1]) * per_iteration / (now - rate_mark[0])
+                        rate = (iteration - rate_mark[1]) * per_iteration / (now - rate_mark[0])
                     else:  # the first iteration of this process: the figure includes compilation
-                        row["train/steps_per_second"] = (iteration - start_iteration) * per_iteration / (now - start_time)
-                    is_best = False
+                        rate = (iteration - start_iteration) * per_iteration / (now - start_time)
+                    evals = None
                     if evaluate:
-                        last_eval = _to_host(trainer.evaluate(state, jax.random.fold_in(eval_key, iteration)))
-                        row.update(last_eval)
-                        value = last_eval.get("eval/episode_reward")
-                        if value is not None and math.isfinite(value) and (best_return is None or value > best_return):
-                            best_return, best_step, is_best = value, iteration * per_iteration, True
-                        if value is not None and value >= config.stop_at_eval_return and not final:
-                            final = True
-                            total_iterations = iteration
-                            log.message(f"eval return {value:.1f} reached stop_at_eval_return "
-                                        f"{config.stop_at_eval_return} at step {iteration * per_iteration}")
-                    last_row = log.log(iteration * per_iteration, wall(), row)
-                    if is_best:
-                        save(iteration, state, best=True)
+                        eval_keys = (jax.vmap(jax.random.fold_in, in_axes=(0, None))(eval_key, iteration) if multi
+                                     else jax.random.fold_in(eval_key, iteration))
+                        evals = jax.device_get(dict(trainer.evaluate(state, eval_keys)))
+                    step = iteration * per_iteration
+                    for r, index in zip(seed_runs, indices):
+                        row = _to_host(_seed_slice(host_metrics, index))
+                        row["train/steps_per_second"] = rate  # this seed's own env steps
+                        is_best = False
+                        if evals is not None:
+                            last_eval = _to_host(_seed_slice(evals, index))
+                            row.update(last_eval)
+                            is_best = r.record_eval(last_eval, step, config.stop_at_eval_return)
+                        r.last_row = r.log.log(step, wall(r), row)
+                        if is_best:
+                            r.save(step, iteration, wall(r), _seed_slice(state, index), best=True)
+                    if evals is not None and not final and all(r.reached_step is not None for r in seed_runs):
+                        final = True
+                        total_iterations = iteration
+                        log.message(f"eval return reached stop_at_eval_return {config.stop_at_eval_return} "
+                                    f"at step {step}" + (" on every seed" if multi else ""))
                     rate_mark = (time.monotonic(), iteration)  # evaluation and saving are not training
                 if iteration % checkpoint_every == 0 or final:
-                    save(iteration, state)
+                    save_all(iteration, state)
                     rate_mark = (time.monotonic(), iteration)
             if stop.signum is not None and iteration < total_iterations:
-                save(iteration, state)
+                save_all(iteration, state)
                 exit_code = 128 + stop.signum
                 name = signal.Signals(stop.signum).name
+                where = run_dir / checkpoint_lib.CHECKPOINT_DIR if not multi else run_dir / "seed_*" / checkpoint_lib.CHECKPOINT_DIR
                 log.message(f"stopped by {name} at step {iteration * per_iteration}; checkpoint saved in "
-                            f"{run_dir / checkpoint_lib.CHECKPOINT_DIR}; continue with --resume {run_dir}")
+                            f"{where}; continue with --resume {run_dir}")
     finally:
-        log.close()
-        store.close()
+        for r in seed_runs:
+            if r.log is not None:
+                r.log.close()
+            r.store.close()
 
-    summary = {
-        "run_dir": str(run_dir),
-        "step": iteration * per_iteration,
-        "iteration": iteration,
-        "num_timesteps": total_iterations * per_iteration,
-        "wall_s": round(wall(), 3),
-        "train/episode_reward": last_row.get("train/episode_reward"),
-        "train/steps_per_second": last_row.get("train/steps_per_second"),
-        "best_eval_return": best_return,
-        "best_step": best_step,
-        **{k: v for k, v in last_eval.items()},
-    }
-    if exit_code == 0 and iteration > start_iteration:
-        runlog.write_json(run_dir / "eval_summary.json", summary)
-    elif exit_code == 0 and (run_dir / "eval_summary.json").exists():
-        summary = {**summary, **runlog.read_json(run_dir / "eval_summary.json"), "wall_s": summary["wall_s"]}
+    summaries = []
+    for r in seed_runs:
+        summary = r.summary(iteration, per_iteration, total_iterations, wall(r))
+        if exit_code == 0 and iteration > start_iteration:
+            runlog.write_json(r.run_dir / "eval_summary.json", summary)
+        elif exit_code == 0 and (r.run_dir / "eval_summary.json").exists():
+            summary = {**summary, **runlog.read_json(r.run_dir / "eval_summary.json"), "wall_s": summary["wall_s"]}
+        summaries.append(summary)
+    summary = dict(summaries[0])
+    if multi:
+        summary.update(run_dir=str(run_dir), seeds=summaries)
     return RunResult(run_dir=run_dir, step=iteration * per_iteration, exit_code=exit_code, summary=summary)
 
 
@@ -389,6 +517,7 @@ _FLAG_FIELDS = {
     "num_timesteps": "num_timesteps",
     "out": "out_dir",
     "checkpoint_every": "checkpoint_every",
+    "num_seeds": "num_seeds",
 }
 
 
@@ -405,6 +534,8 @@ def make_parser(name: str, presets: Sequence[str]) -> argparse.ArgumentParser:
     parser.add_argument("--num-timesteps", type=str, help="alias of num_timesteps=T")
     parser.add_argument("--out", type=str, help="run directory (alias of out_dir=DIR)")
     parser.add_argument("--checkpoint-every", type=str, help="alias of checkpoint_every=N (env steps)")
+    parser.add_argument("--num-seeds", type=str, help="alias of num_seeds=K: seeds S..S+K-1 in one program, "
+                        "each in DIR/seed_<S>")
     parser.add_argument("--resume", type=str, metavar="DIR", help="continue the run in DIR from its newest checkpoint")
     parser.add_argument("--progress", choices=runlog.PROGRESS_MODES, default="auto",
                         help="progress output (auto: a bar on a terminal unless CI is set)")
@@ -426,9 +557,10 @@ def _overrides_from_args(args: argparse.Namespace) -> dict[str, str]:
 
 
 def default_run_dir(config: RunConfig) -> pathlib.Path:
-    """runs/<env_name>/<UTC timestamp>-s<seed>."""
+    """runs/<env_name>/<UTC timestamp>-s<seed> (-s<first>-<last seed> with num_seeds > 1)."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return pathlib.Path("runs") / config.env_name / f"{stamp}-s{config.seed}"
+    seeds = f"{config.seed}" if config.num_seeds == 1 else f"{config.seed}-{config.seed + config.num_seeds - 1}"
+    return pathlib.Path("runs") / config.env_name / f"{stamp}-s{seeds}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -477,14 +609,17 @@ def prepare(
     resume_dir = pathlib.Path(args.resume)
     if not resume_dir.is_dir():
         raise ConfigError("--resume", f"{resume_dir} does not exist or is not a directory")
-    store = checkpoint_lib.CheckpointStore(resume_dir, read_only=True)
-    try:
-        if not store.steps():
-            raise ConfigError("--resume", f"{resume_dir} holds no complete checkpoint "
-                              f"(nothing under {resume_dir / checkpoint_lib.CHECKPOINT_DIR})")
-        saved = saved_config(store)
-    finally:
-        store.close()
+    saved = _saved_group_config(resume_dir) if (resume_dir / SEEDS_FILE).is_file() else None
+    for seed_dir in seed_run_dirs(saved, resume_dir) if saved is not None else [resume_dir]:
+        store = checkpoint_lib.CheckpointStore(seed_dir, read_only=True)
+        try:
+            if not store.steps():
+                raise ConfigError("--resume", f"{seed_dir} holds no complete checkpoint "
+                                  f"(nothing under {seed_dir / checkpoint_lib.CHECKPOINT_DIR})")
+            if saved is None:
+                saved = saved_config(store)
+        finally:
+            store.close()
     config = config_lib.apply_overrides(saved, overrides)
     for field, old, new in config_lib.diff(saved, config):
         top = field.split(".")[0]
@@ -499,7 +634,20 @@ def prepare(
     return Prepared(config, run_dir, True, args.progress, args.print_config)
 
 
+def _saved_group_config(run_dir: pathlib.Path) -> RunConfig:
+    """The config of a num_seeds > 1 run from its seeds.json."""
+    try:
+        data = runlog.read_json(run_dir / SEEDS_FILE)["config"]
+        return config_lib.from_json(RunConfig, data)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError("--resume", f"{run_dir / SEEDS_FILE} is unreadable ({type(err).__name__}: {err})") from None
+
+
 def _print_summary(result: RunResult) -> None:
+    if "seeds" in result.summary:
+        for seed_summary in result.summary["seeds"]:
+            _print_summary(dataclasses.replace(result, run_dir=pathlib.Path(seed_summary["run_dir"]), summary=seed_summary))
+        return
     s = result.summary
     lines = [f"run directory: {result.run_dir}", f"env steps: {s['step']} of {s['num_timesteps']}, wall {s['wall_s']:.1f} s"]
     if s.get("eval/episode_reward") is not None:

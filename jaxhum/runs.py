@@ -27,6 +27,10 @@ __all__ = [
     "make_policy",
     "num_iterations",
     "state_template",
+    "SEEDS_FILE",
+    "seed_config",
+    "seed_run_dirs",
+    "seeds_of",
     "steps_per_iteration",
     "train_keys",
 ]
@@ -51,11 +55,22 @@ class RunConfig:
         separately in best_checkpoint/).
       out_dir: run directory; empty means runs/<env_name>/<UTC timestamp>-s<seed>.
       stop_at_eval_return: end the run (with a final checkpoint) at the first evaluation
-        whose mean episode return reaches this value; inf never stops early.
+        whose mean episode return reaches this value; inf never stops early. With num_seeds > 1
+        the run ends once every seed has reached it.
       init_from: a run directory to fine-tune from: the new run starts from that run's policy,
         value and normalizer (its newest complete checkpoint), everything else (optimizer,
         env states, keys) fresh from this config and seed; shapes must match
         (`jaxhum.finetune`). Empty starts from scratch. A resumed run ignores it.
+      num_seeds: K > 1 trains seeds seed, seed + 1, ..., seed + K - 1 as K independent runs in
+        one jitted program (vmap over the train state); each gets its own run directory
+        out_dir/seed_<S> (see `seed_run_dirs`), a complete run with num_seeds 1 in its config.
+      vmap_seeds: with num_seeds > 1, True batches the seeds (jax.vmap: the fast way); False
+        puts K copies of the one-seed program into the one program (compile time grows with K),
+        which on the CPU gives each seed exactly the numbers of its separate run (vmap differs
+        in the last bits there).
+      devices: how many devices to split the env batch and the SGD minibatches over: 0 = all
+        devices (of every process, after `jax.distributed.initialize`), N = the first N local
+        devices. ppo.num_envs and the minibatch size must divide by the count.
     """
 
     env_name: str = "humanoid_run"
@@ -72,6 +87,9 @@ class RunConfig:
     stop_at_eval_return: float = dataclasses.field(
         default=math.inf, metadata={config_lib.ALLOW_NON_FINITE: (math.inf,)})
     init_from: str = ""
+    num_seeds: int = 1
+    vmap_seeds: bool = True
+    devices: int = 0
 
 
 # Fields a resumed run may change: none of them alters the state's shapes or the training math
@@ -82,6 +100,29 @@ RESUMABLE_FIELDS = (
 
 
 # ----------------------------------------------------------------------------- derived values
+
+SEEDS_FILE = "seeds.json"  # in the directory of a num_seeds > 1 run: its config and seed directories
+
+
+def seeds_of(config: RunConfig) -> list[int]:
+    """The seeds a run trains: seed, seed + 1, ..., seed + num_seeds - 1."""
+    return [config.seed + i for i in range(config.num_seeds)]
+
+
+def seed_run_dirs(config: RunConfig, run_dir: Any) -> list[Any]:
+    """Run directory of each seed: run_dir itself for one seed, else run_dir/seed_<S> per seed."""
+    import pathlib
+
+    run_dir = pathlib.Path(run_dir)
+    if config.num_seeds == 1:
+        return [run_dir]
+    return [run_dir / f"seed_{s}" for s in seeds_of(config)]
+
+
+def seed_config(config: RunConfig, seed: int, run_dir: Any) -> RunConfig:
+    """The config of one seed of a multi-seed run: a plain one-seed run in its own directory."""
+    return dataclasses.replace(config, seed=seed, num_seeds=1, vmap_seeds=RunConfig.vmap_seeds, out_dir=str(run_dir))
+
 
 
 def steps_per_iteration(config: RunConfig) -> int:
@@ -116,19 +157,32 @@ def _make_env(env_name: str, overrides: FrozenMapping) -> Any:
     return envs.make(env_name, **overrides)
 
 
-def build_trainer(config: RunConfig, env: Any | None = None) -> Any:
-    """`jaxhum.rl.train.make_train` for this run (builds the env unless given)."""
+def build_trainer(config: RunConfig, env: Any | None = None, mesh: Any = None) -> Any:
+    """`jaxhum.rl.train.make_train` for this run (builds the env unless given).
+
+    With num_seeds > 1 the trainer's states and results have a leading seed axis. `mesh`
+    (`jaxhum.rl.parallel.make_mesh(config.devices)`) spreads it over devices; loading a run
+    needs none.
+    """
     from jaxhum.rl import train
 
-    return train.make_train(env if env is not None else build_env(config), config.ppo, num_iterations(config))
+    return train.make_train(env if env is not None else build_env(config), config.ppo, num_iterations(config),
+                            num_seeds=config.num_seeds, mesh=mesh, vmap_seeds=config.vmap_seeds)
 
 
 def train_keys(config: RunConfig) -> tuple[Any, Any]:
-    """(train_key, eval_key): one split of the seed; each has one purpose."""
-    import jax
+    """(train_key, eval_key): one split of the seed; each has one purpose.
 
-    train_key, eval_key = jax.random.split(jax.random.key(config.seed))
-    return train_key, eval_key
+    With num_seeds > 1 each is stacked over the seeds (leading axis K), every seed's keys being
+    those of the one-seed run with that seed.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    pairs = [jax.random.split(jax.random.key(s)) for s in seeds_of(config)]
+    if config.num_seeds == 1:
+        return pairs[0][0], pairs[0][1]
+    return jnp.stack([p[0] for p in pairs]), jnp.stack([p[1] for p in pairs])
 
 
 def state_template(trainer: Any, config: RunConfig) -> Any:

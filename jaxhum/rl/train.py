@@ -43,6 +43,7 @@ from jaxhum.rl import evaluation as evaluation_lib
 from jaxhum.rl import losses
 from jaxhum.rl import networks
 from jaxhum.rl import normalization
+from jaxhum.rl import parallel
 
 Params = Any
 Metrics = dict[str, jax.Array]
@@ -229,6 +230,9 @@ class Trainer(NamedTuple):
     iteration(state) -> (state, metrics)         (jitted; the state argument is donated)
     evaluate(state, key) -> metrics              (jitted; key only resets eval envs)
     policy_fn(params: PolicyParams, obs (..., obs_size), key | None) -> action (..., A)
+
+    Made with num_seeds K > 1, init takes keys (K,) and states, metrics and evaluations carry a
+    leading axis K (policy_fn stays the one-seed function).
     """
 
     init: Callable[[jax.Array], TrainState]
@@ -262,6 +266,7 @@ class _Static(NamedTuple):
     policy_net: networks.Network
     value_net: networks.Network
     optimizer: optax.GradientTransformation
+    minibatch_sharding: Any = None  # split of the stacked minibatches over devices, or None
 
 
 def _normalize(static: _Static, stats: normalization.RunningStats, obs: jax.Array) -> jax.Array:
@@ -362,6 +367,8 @@ def _epoch_step(
         lambda x: jnp.reshape(x[perm], (config.num_minibatches, config.minibatch_size) + x.shape[1:]),
         batch,
     )
+    if static.minibatch_sharding is not None:  # data parallel: each device takes its share
+        minibatches = jax.lax.with_sharding_constraint(minibatches, static.minibatch_sharding)
     keys = jax.random.split(key_entropy, config.num_minibatches)
     return jax.lax.scan(functools.partial(_minibatch_step, static), carry, (minibatches, keys))
 
@@ -536,7 +543,14 @@ def _evaluate(
     return evaluator(policy_bundle(state), key)
 
 
-def make_train(env: Any, config: PPOConfig, num_iterations: int) -> Trainer:
+def make_train(
+    env: Any,
+    config: PPOConfig,
+    num_iterations: int,
+    num_seeds: int = 1,
+    mesh: Any = None,
+    vmap_seeds: bool = True,
+) -> Trainer:
     """Builds the jitted PPO functions for ``env`` (see ``Trainer``).
 
     Args:
@@ -544,6 +558,12 @@ def make_train(env: Any, config: PPOConfig, num_iterations: int) -> Trainer:
         with `critic_observation_size > 0` its states' `critic_obs` feed the value net alone.
       config: PPO hyperparameters; validated here.
       num_iterations: planned number of iterations (sets the length of the 'linear' lr decay).
+      num_seeds: K independent train states in one program (``jaxhum.rl.parallel``): with K > 1,
+        init takes K keys and every TrainState leaf, metric and eval result has a leading axis K.
+      vmap_seeds: the K seeds batched (vmap, fast) or as K copies of the one-seed program
+        (bit-identical on the CPU to separate runs); see ``parallel.compile_trainer``.
+      mesh: a 'data' mesh (``parallel.make_mesh``) to split the envs and minibatches over, or
+        None for one device; num_envs and the minibatch size must divide by its size.
 
     The host loop is ``state = trainer.init(key)`` then ``state, metrics = trainer.iteration(state)``
     repeatedly; ``iteration`` donates its argument, so only the returned state may be used after.
@@ -552,6 +572,10 @@ def make_train(env: Any, config: PPOConfig, num_iterations: int) -> Trainer:
     if not isinstance(num_iterations, int) or num_iterations <= 0:
         raise ValueError(f"num_iterations: must be a positive integer, got {num_iterations!r}")
     curriculum_lib.check_env(env)
+    num_devices = 1 if mesh is None else mesh.devices.size
+    if config.num_envs % num_devices or config.minibatch_size % num_devices:
+        raise ValueError(f"num_envs: must be divisible by the {num_devices} devices, and so must "
+                         f"the minibatch size {config.minibatch_size}; got num_envs {config.num_envs}")
     optimizer, schedule = _make_optimizer(config, num_iterations)
     static = _Static(
         env=env,
@@ -563,12 +587,16 @@ def make_train(env: Any, config: PPOConfig, num_iterations: int) -> Trainer:
             _value_input_size(env), config.value_hidden_sizes, config.activation
         ),
         optimizer=optimizer,
+        minibatch_sharding=parallel.minibatch_sharding(mesh),
     )
     policy_fn = functools.partial(_policy_fn, static)
     evaluator = evaluation_lib.make_evaluator(env, policy_fn, config.num_eval_envs)
-    return Trainer(
-        init=jax.jit(functools.partial(_init, static)),
-        iteration=jax.jit(functools.partial(_iteration, static, schedule), donate_argnums=0),
-        evaluate=jax.jit(functools.partial(_evaluate, evaluator)),
-        policy_fn=policy_fn,
+    init, iteration, evaluate = parallel.compile_trainer(
+        functools.partial(_init, static),
+        functools.partial(_iteration, static, schedule),
+        functools.partial(_evaluate, evaluator),
+        num_seeds=num_seeds,
+        mesh=mesh,
+        vmap_seeds=vmap_seeds,
     )
+    return Trainer(init=init, iteration=iteration, evaluate=evaluate, policy_fn=policy_fn)

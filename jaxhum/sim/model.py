@@ -12,6 +12,7 @@ import pathlib
 import types
 from collections.abc import Mapping
 
+import jax
 import mujoco
 from mujoco import mjx
 
@@ -177,7 +178,9 @@ def load_model(
         raise ModelLoadError(f"{path}: malformed MJCF: {_first_line(exc)}") from exc
     _apply_options(mj_model, options, path)
     try:
-        mjx_model = mjx.put_model(mj_model, impl=impl)
+        # This process's own device: MJX's default is jax.devices()[0], which in a multi-process
+        # run (jax.distributed) belongs to process 0 and cannot be read by the others.
+        mjx_model = mjx.put_model(mj_model, impl=impl, device=jax.local_devices()[0])
     except Exception as exc:  # MJX rejects features it does not support, and bad values, with different exception types
         raise ModelLoadError(f"{path}: MJX cannot use this model: {_first_line(exc)}") from exc
     return SimModel(path=path, mj_model=mj_model, mjx_model=mjx_model, names=_name_tables(mj_model))

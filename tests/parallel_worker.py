@@ -1,0 +1,63 @@
+"""A few PPO iterations of a tiny humanoid_run, run as a subprocess by tests/test_parallel.py.
+
+    python tests/parallel_worker.py OUT.json              # 1 device, then a 2-device mesh
+    JAXHUM_COORDINATOR=localhost:PORT JAXHUM_NUM_PROCESSES=2 JAXHUM_PROCESS_ID=i \
+        python tests/parallel_worker.py OUT.json          # one process of a 2-process mesh
+
+Writes {name: {"metrics": [...per iteration...], "params": [...flat...], "shardings": {...}}}.
+XLA_FLAGS (forced host devices) and the distributed variables must be set by the caller: JAX
+reads them when it starts, and pytest's own process started JAX long before.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import jax
+import numpy as np
+
+from jaxhum.rl import parallel
+
+DISTRIBUTED = parallel.initialize_distributed()  # before anything touches a device
+
+from jaxhum import envs  # noqa: E402
+from jaxhum.rl import train  # noqa: E402
+
+ITERATIONS = 3
+CONFIG = train.PPOConfig(num_envs=4, unroll_length=2, num_minibatches=2, num_updates_per_batch=2,
+                         policy_hidden_sizes=(8,), value_hidden_sizes=(8,), num_eval_envs=2)
+
+
+def run(mesh) -> dict:
+    env = envs.make("humanoid_run", episode_length=6)
+    trainer = train.make_train(env, CONFIG, ITERATIONS, mesh=mesh)
+    state = trainer.init(jax.random.key(7))
+    rows = []
+    for _ in range(ITERATIONS):
+        state, metrics = trainer.iteration(state)
+        rows.append({k: float(v) for k, v in jax.device_get(metrics).items()})
+    params = [np.asarray(jax.device_get(x)).ravel().tolist()
+              for x in jax.tree.leaves((state.policy_params, state.value_params))]
+    evaluation = {k: float(v) for k, v in jax.device_get(trainer.evaluate(state, jax.random.key(1))).items()}
+    shardings = {
+        "obs": [str(a) for a in state.env_state.obs.sharding.spec] if mesh is not None else [],
+        "obs_devices": len(state.env_state.obs.sharding.device_set),
+        "params_replicated": bool(jax.tree.leaves(state.policy_params)[0].sharding.is_fully_replicated),
+        "local_env_rows": sum(s.data.shape[0] for s in state.env_state.obs.addressable_shards),
+    }
+    return {"metrics": rows, "params": params, "eval": evaluation, "shardings": shardings}
+
+
+def main(out: str) -> int:
+    if DISTRIBUTED:
+        results = {"distributed": run(parallel.make_mesh("all")), "process": jax.process_index()}
+    else:
+        results = {"single": run(None), "sharded": run(parallel.make_mesh(2))}
+    with open(out, "w") as f:
+        json.dump(results, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,129 @@
+"""num_seeds: K seeds in one jitted program, each a complete run directory of its own.
+
+One module fixture trains, on a tiny humanoid_run (4 envs, 2-step unrolls, 4 iterations,
+checkpoints at iterations 2 and 4, one evaluation at the end):
+  - seeds 3 and 4 as two separate one-seed runs (one shared trainer);
+  - seeds 3 and 4 in one program with the seeds in a loop (vmap_seeds=false);
+  - seeds 3 and 4 in one program side by side (vmap, the default), through the command line.
+The loop program must equal the separate runs bit for bit (checkpoints, metrics, evaluation).
+vmap differs in the last bits on the CPU (XLA's CPU reductions sum in an order that depends on
+how many rows they reduce at once), so its first iteration's metrics agree to a float tolerance
+only. Resume of a 2-seed run must be exact, from the newest step every seed directory holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import humanoid_run
+from jaxhum import checkpoint, config as config_lib, runner, runlog, runs
+
+SEEDS = (3, 4)
+TINY = (
+    "--preset", "cpu", "--num-envs", "4", "--num-timesteps", "32", "--checkpoint-every", "16",
+    "ppo.unroll_length=2", "ppo.num_minibatches=2", "ppo.num_updates_per_batch=1",
+    "ppo.policy_hidden_sizes=8", "ppo.value_hidden_sizes=8", "ppo.num_eval_envs=2",
+    "env.episode_length=6", "log_every=8", "eval_every=32",
+)
+VOLATILE = ("wall_s", "train/steps_per_second")  # timing, not training
+
+
+def _config(*extra: str) -> runner.RunConfig:
+    return runner.prepare(humanoid_run.get_config, list(TINY) + list(extra), "humanoid_run", ("cpu",)).config
+
+
+def _rows(run_dir: pathlib.Path) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in VOLATILE} for row in runlog.read_metrics(run_dir)]
+
+
+def _leaves(state) -> list[np.ndarray]:
+    def plain(x):
+        return jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+
+    return [np.asarray(plain(x)) for x in jax.tree.leaves(state)]
+
+
+def _assert_same_state(a, b) -> None:
+    for x, y in zip(_leaves(a), _leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("multiseed")
+    single = _config()
+    trainer = runner.build_trainer(single)
+    for seed in SEEDS:
+        config = dataclasses.replace(single, seed=seed)
+        runner.train(config, root / f"separate_{seed}", progress="none", trainer=trainer)
+    loop_config = _config("--seed", str(SEEDS[0]), "--num-seeds", "2", "vmap_seeds=false")
+    loop_trainer = runner.build_trainer(loop_config)
+    loop = runner.train(loop_config, root / "loop", progress="none", trainer=loop_trainer)
+    # vmap through the command line: flags, directory layout and printed summary end to end.
+    code = humanoid_run.main(list(TINY) + ["--seed", str(SEEDS[0]), "--num-seeds", "2", "--out", str(root / "vmap"),
+                                           "--progress", "none"])
+    assert code == 0
+    return root, loop, loop_config, loop_trainer
+
+
+def test_seed_directories_are_complete_one_seed_runs(trained):
+    root, loop, _, _ = trained
+    group = runlog.read_json(root / "vmap" / runs.SEEDS_FILE)
+    assert group["seed_run_dirs"] == [f"seed_{s}" for s in SEEDS]
+    assert group["config"]["num_seeds"] == 2
+    for seed in SEEDS:
+        seed_dir = root / "vmap" / f"seed_{seed}"
+        saved = config_lib.from_json(runner.RunConfig, runlog.read_json(seed_dir / "config.json"))
+        assert (saved.seed, saved.num_seeds, saved.out_dir) == (seed, 1, str(seed_dir))
+        assert (seed_dir / "eval_summary.json").is_file() and list(seed_dir.glob("events.out.tfevents.*"))
+        loaded = checkpoint.load_run(seed_dir)  # the loader of any one-seed run, unchanged
+        assert (loaded.step, loaded.config.seed) == (32, seed)
+    assert [s["run_dir"] for s in loop.summary["seeds"]] == [str(root / "loop" / f"seed_{s}") for s in SEEDS]
+
+
+def test_seeds_in_a_loop_equal_separate_runs_bit_for_bit(trained):
+    root = trained[0]
+    for seed in SEEDS:
+        separate, together = root / f"separate_{seed}", root / "loop" / f"seed_{seed}"
+        for step in (16, 32):
+            _assert_same_state(checkpoint.restore(separate, step)[0], checkpoint.restore(together, step)[0])
+        assert _rows(separate) == _rows(together)
+        eval_a = {k: v for k, v in runlog.read_json(separate / "eval_summary.json").items() if k.startswith("eval/")}
+        eval_b = {k: v for k, v in runlog.read_json(together / "eval_summary.json").items() if k.startswith("eval/")}
+        assert eval_a == eval_b and "eval/episode_reward" in eval_a
+
+
+def test_seeds_side_by_side_match_separate_runs_to_float_tolerance(trained):
+    root = trained[0]
+    for seed in SEEDS:
+        first_separate = _rows(root / f"separate_{seed}")[0]
+        first_vmap = _rows(root / "vmap" / f"seed_{seed}")[0]
+        assert first_separate.keys() == first_vmap.keys()
+        for key, value in first_separate.items():
+            np.testing.assert_allclose(first_vmap[key], value, rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def test_resume_of_two_seeds_is_exact_from_the_newest_common_step(trained, tmp_path):
+    root, _, loop_config, loop_trainer = trained
+    resumed = tmp_path / "loop"
+    shutil.copytree(root / "loop", resumed)
+    # As if killed between the two seeds' final saves: seed 3 holds step 32, seed 4 only 16.
+    shutil.rmtree(resumed / f"seed_{SEEDS[1]}" / checkpoint.CHECKPOINT_DIR / "32")
+    for seed in SEEDS:
+        (resumed / f"seed_{seed}" / "eval_summary.json").unlink()
+    prepared = runner.prepare(humanoid_run.get_config, ["--resume", str(resumed)], "humanoid_run", ("cpu",))
+    assert dataclasses.replace(prepared.config, out_dir="") == dataclasses.replace(loop_config, out_dir="")
+    result = runner.train(prepared.config, resumed, resume=True, progress="none", trainer=loop_trainer)
+    assert result.exit_code == 0 and result.step == 32
+    for seed in SEEDS:
+        original, again = root / "loop" / f"seed_{seed}", resumed / f"seed_{seed}"
+        _assert_same_state(checkpoint.restore(original, 32)[0], checkpoint.restore(again, 32)[0])
+        assert _rows(original) == _rows(again)
+        assert json.loads((again / "eval_summary.json").read_text())["step"] == 32
