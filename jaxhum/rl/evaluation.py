@@ -16,6 +16,9 @@ import jax.numpy as jnp
 from flax import struct
 
 REWARD_PREFIX = "reward/"
+# A step metric whose largest value in an episode the robot survived is reported as a max over
+# the eval envs: the push a task applied (jaxhum.randomization) -> eval/max_push_survived.
+SURVIVED_MAX = {"push_magnitude": "max_push_survived"}
 
 
 class Env(Protocol):
@@ -42,6 +45,7 @@ class _EvalCarry:
     reward_terms: dict[str, jax.Array]  # 'reward/<term>' -> (N,) episode sum of that term
     task_metrics: dict[str, jax.Array]  # other env metrics (e.g. 'x_velocity') -> (N,) episode sum
     fell: jax.Array  # (N,) float32, 1.0 if the first episode ended by termination (not the time limit)
+    peaks: dict[str, jax.Array]  # metric in SURVIVED_MAX -> (N,) its largest value in the first episode
 
 
 def make_evaluator(
@@ -63,7 +67,9 @@ def make_evaluator(
     (share of episodes that ended by termination rather than the time limit), for every
     ``reward/<term>`` in the env metrics ``eval/reward/<term>`` (mean over envs of the episode sum)
     and for every other env metric ``m`` (e.g. ``x_velocity``) ``eval/m`` (mean over envs of the
-    per-step average over the episode, e.g. the average forward velocity).
+    per-step average over the episode, e.g. the average forward velocity); for a metric in
+    ``SURVIVED_MAX`` (``push_magnitude``) also its largest value in an episode that did not fall,
+    max over envs (``eval/max_push_survived``; 0 when every pushed episode fell).
     """
 
     def evaluate(policy_params: Any, key: jax.Array) -> dict[str, jax.Array]:
@@ -79,6 +85,7 @@ def make_evaluator(
             reward_terms={name: zeros for name in names},
             task_metrics={name: zeros for name in others},
             fell=zeros,
+            peaks={name: zeros for name in others if name in SURVIVED_MAX},
         )
         step = functools.partial(_eval_step, env, policy_fn, policy_params)
         # Stop as soon as every env's first episode has ended: early in training, when episodes
@@ -94,6 +101,8 @@ def make_evaluator(
             metrics[f"eval/{name}"] = jnp.mean(total)
         for name, total in carry.task_metrics.items():
             metrics[f"eval/{name}"] = jnp.mean(total / jnp.maximum(carry.episode_length, 1.0))
+        for name, peak in carry.peaks.items():
+            metrics[f"eval/{SURVIVED_MAX[name]}"] = jnp.max(peak * (1.0 - carry.fell))
         return metrics
 
     return evaluate
@@ -120,5 +129,7 @@ def _eval_step(env: Env, policy_fn: PolicyFn, policy_params: Any, carry: _EvalCa
         task_metrics=task_metrics,
         # done and truncated, not EnvState.terminated: any env state with those two fields works here.
         fell=carry.fell + active * env_state.done * (1.0 - env_state.truncated),
+        peaks={name: jnp.where(active > 0.0, jnp.maximum(peak, env_state.metrics[name]), peak)
+               for name, peak in carry.peaks.items()},
     )
     return new
