@@ -289,8 +289,20 @@ def sample(key: jax.Array, config: RandomizationConfig, nom: Nominal) -> dict[st
 
 
 def apply(model: mjx.Model, params: Mapping[str, jax.Array]) -> mjx.Model:
-    """`model` with the sampled fields replaced (the identity for `{}`). Works under vmap."""
-    return model.replace(**params) if params else model
+    """`model` with the sampled fields replaced (the identity for `{}`). Works under vmap.
+
+    MJX decides at trace time which dofs get a dry-friction constraint row (the static
+    `dof_hasfrictionloss`, from the nominal values): with `dof_frictionloss` sampled every dof
+    gets one, else a robot whose nominal friction loss is 0 would silently ignore the sample
+    (a row with friction loss 0 exerts no force, as MuJoCo's missing row).
+    """
+    if not params:
+        return model
+    model = model.replace(**params)
+    if "dof_frictionloss" in params and hasattr(model._impl, "dof_hasfrictionloss"):
+        flags = np.ones_like(np.asarray(model._impl.dof_hasfrictionloss))
+        model = model.replace(_impl=model._impl.replace(dof_hasfrictionloss=flags))
+    return model
 
 
 def set_native(mj_model: mujoco.MjModel, params: Mapping[str, Any]) -> None:
