@@ -120,7 +120,9 @@ class RandomizationConfig:
         """Raises ValueError (one line, naming the field) for an invalid setting."""
         for name in _RANGE_FIELDS:
             r = getattr(self, name)
-            if r is None:
+            if r is None or (isinstance(r, tuple) and any(isinstance(v, jax.Array) for v in r)):
+                # None is off; JAX values are a sweep tracing the range (jaxhum.robustness): the
+                # sweep checks its values on the host before tracing.
                 continue
             if len(r) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in r):
                 raise ValueError(f"randomization.{name}: must be two finite numbers (lo, hi), got {r!r}")

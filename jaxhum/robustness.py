@@ -7,8 +7,8 @@ length per cell) and `robustness.png` (success-rate heatmaps, friction x mass sc
 push magnitude) into `--out` (default RUN_DIR/robustness). Each cell fixes its values with
 zero-width randomization ranges: friction (floor and soles) = f, every body's mass and inertia
 scaled by m, a kick of p m/s every `--push-every` seconds (none for p = 0); everything else of
-the task's randomization is off, whatever the run trained with. Each cell builds and compiles
-its own env (tens of seconds each on a CPU).
+the task's randomization is off, whatever the run trained with. The whole grid is one compile:
+the cell's values are arguments of the jitted evaluation.
 
 Bad input stops before anything is compiled or written: one line `error: <field>: <constraint>`
 on stderr, exit status 2.
@@ -46,28 +46,45 @@ def float_list(field: str, text: str, minimum: float, strict: bool = False) -> t
     return values
 
 
-def cell_config(base: Any, friction: float, mass_scale: float, push: float, push_every: float) -> Any:
-    """The task config of one cell: zero-width ranges at the cell's values, the rest off."""
+def cell_config(base: Any, friction: Any, mass_scale: Any, push: Any, push_every: float) -> Any:
+    """The task config of one cell: zero-width ranges at the cell's values, the rest off.
+
+    Pushes stay on in every cell (a push of 0 m/s changes nothing), so all cells have the same
+    structure and the values may be JAX arrays traced by `sweep`.
+    """
     from jaxhum.randomization import RandomizationConfig
 
-    pushes = {"push_interval": (push_every, push_every), "push_velocity": (push, push)} if push > 0 else {}
-    rand = RandomizationConfig(friction=(friction, friction), mass_scale=(mass_scale, mass_scale), **pushes)
+    rand = RandomizationConfig(friction=(friction, friction), mass_scale=(mass_scale, mass_scale),
+                               push_interval=(push_every, push_every), push_velocity=(push, push))
     return dataclasses.replace(base, randomization=rand)
 
 
 def sweep(run: checkpoint.LoadedRun, frictions: Sequence[float], mass_scales: Sequence[float],
           pushes: Sequence[float], push_every: float, episodes: int, seed: int) -> list[dict[str, Any]]:
-    """One result dict per cell (friction, mass_scale, push, success_rate, forward_velocity, ...)."""
+    """One result dict per cell (friction, mass_scale, push, success_rate, forward_velocity, ...).
+
+    One compile for the whole grid: the task is built inside the jitted evaluation with the
+    cell's values as traced arguments (the values were checked on the host by `parse_args`).
+    """
     import jax
+    import jax.numpy as jnp
 
     from jaxhum import envs, evaluation
 
     factory = envs.REGISTRY[run.config.env_name].factory
+    base = run.env.config
+    host_env = factory(cell_config(base, 1.0, 1.0, 0.0, push_every))  # dt and masses
+
+    @jax.jit
+    def evaluate_cell(params: Any, key: jax.Array, f: jax.Array, m: jax.Array, p: jax.Array) -> Any:
+        env = factory(cell_config(base, f, m, p, push_every))
+        return evaluation.make_episode_evaluator(env, run.act, episodes)(params, key)
+
     cells = []
     for f, m, p in itertools.product(frictions, mass_scales, pushes):
-        env = factory(cell_config(run.env.config, f, m, p, push_every))
-        stats = jax.jit(evaluation.make_episode_evaluator(env, run.act, episodes))(run.params, jax.random.key(seed))
-        s = evaluation.summarize(stats, dt=env.dt, mass=evaluation.total_mass(env) * m)
+        values = (jnp.float32(f), jnp.float32(m), jnp.float32(p))
+        stats = evaluate_cell(run.params, jax.random.key(seed), *values)
+        s = evaluation.summarize(stats, dt=host_env.dt, mass=evaluation.total_mass(host_env) * m)
         cells.append({"friction": f, "mass_scale": m, "push": p, "success_rate": s["success_rate"],
                       "forward_velocity": s["forward_velocity"], "episode_length": s["episode_length"],
                       "episode_return": s["episode_return"], "nonfinite_episodes": s["nonfinite_episodes"]})

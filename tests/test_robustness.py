@@ -41,7 +41,8 @@ def test_cell_config_fixes_the_cells_values():
     from jaxhum.envs.walk import WalkConfig
 
     config = robustness.cell_config(WalkConfig(randomization=R.GPU_PRESET), 0.5, 1.1, 0.0, 3.0)
-    assert config.randomization == R.RandomizationConfig(friction=(0.5, 0.5), mass_scale=(1.1, 1.1))
+    assert config.randomization == R.RandomizationConfig(
+        friction=(0.5, 0.5), mass_scale=(1.1, 1.1), push_interval=(3.0, 3.0), push_velocity=(0.0, 0.0))
     pushed = robustness.cell_config(WalkConfig(), 1.0, 1.0, 0.7, 2.0).randomization
     assert pushed.push_velocity == (0.7, 0.7) and pushed.push_interval == (2.0, 2.0)
 
