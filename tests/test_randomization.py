@@ -327,3 +327,49 @@ def test_dotted_overrides_reach_the_randomization_config():
 def test_gpu_preset_ranges_are_valid_for_walk():
     env_config = envs.make_config("walk", randomization=R.GPU_PRESET)
     assert dataclasses.replace(env_config.randomization) == R.GPU_PRESET
+
+
+# ----------------------------------------------------------------------------- evaluation of pushes
+
+
+def test_eval_reports_the_largest_push_survived():
+    """Hand case: env 0 is kicked 0.2, 0.4, 0.6 and falls on step 3; env 1 is kicked 0.1, 0.2,
+    0.3, 0.4 and reaches the time limit (4 steps): the largest push survived is 0.4, not 0.6."""
+    from flax import struct
+
+    from jaxhum.rl.evaluation import make_evaluator
+
+    @struct.dataclass
+    class S:
+        obs: jax.Array
+        reward: jax.Array
+        done: jax.Array
+        truncated: jax.Array
+        metrics: dict
+        t: jax.Array
+        i: jax.Array
+
+    # The evaluator resets env n from split(key, 2)[n]; tell the two apart by a draw from it.
+    draws = [float(jax.random.uniform(k)) for k in jax.random.split(jax.random.key(0), 2)]
+    cut = sum(draws) / 2
+
+    class Env:
+        observation_size, action_size, episode_length = 1, 1, 4
+
+        def reset(self, key):
+            z = jnp.zeros(())
+            i = (jax.random.uniform(key) > cut).astype(jnp.int32)
+            return S(jnp.zeros(1), z, z, z, {"push_magnitude": z}, jnp.int32(0), i)
+
+        def step(self, s, a):
+            t = s.t + 1
+            push = 0.1 * t * (2 - s.i)
+            fell = (s.i == 0) & (t == 3)
+            trunc = (t >= 4) & ~fell
+            return S(s.obs, jnp.ones(()), (fell | trunc).astype(jnp.float32), trunc.astype(jnp.float32),
+                     {"push_magnitude": push.astype(jnp.float32)}, jnp.where(fell | trunc, 0, t), s.i)
+
+    evaluate = make_evaluator(Env(), lambda params, obs, key: jnp.zeros((obs.shape[0], 1)), 2)
+    metrics = jax.jit(evaluate)(None, jax.random.key(0))
+    assert float(metrics["eval/fall_rate"]) == 0.5
+    assert float(metrics["eval/max_push_survived"]) == pytest.approx(0.4)
