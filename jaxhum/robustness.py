@@ -101,9 +101,9 @@ def heatmap(report: dict[str, Any], out: pathlib.Path) -> None:
 
     fr, ms, pu = report["friction"], report["mass_scale"], report["push"]
     table = {(c["friction"], c["mass_scale"], c["push"]): c for c in report["cells"]}
-    fig, axes = plt.subplots(1, len(pu), figsize=(1.2 + 0.9 * len(fr) * len(pu) + 1.0, 1.2 + 0.6 * len(ms)),
-                             squeeze=False)
-    for ax, p in zip(axes[0], pu):
+    fig, axes = plt.subplots(1, len(pu), figsize=(1.5 + (0.8 * len(fr) + 0.6) * len(pu), 1.8 + 0.55 * len(ms)),
+                             squeeze=False, layout="constrained")
+    for n, (ax, p) in enumerate(zip(axes[0], pu)):
         grid = np.array([[table[(f, m, p)]["success_rate"] for f in fr] for m in ms])
         image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="RdYlGn", origin="lower", aspect="auto")
         for (i, j), v in np.ndenumerate(grid):
@@ -112,7 +112,8 @@ def heatmap(report: dict[str, Any], out: pathlib.Path) -> None:
         ax.set_xticks(range(len(fr)), [f"{f:g}" for f in fr])
         ax.set_yticks(range(len(ms)), [f"{m:g}" for m in ms])
         ax.set_xlabel("friction")
-        ax.set_ylabel("mass scale")
+        if n == 0:
+            ax.set_ylabel("mass scale")
         ax.set_title(f"push {p:g} m/s")
     fig.colorbar(image, ax=axes[0].tolist(), label="success rate")
     fig.suptitle(f"{report['task']}: {report['run_dir']} (step {report['checkpoint_step']})", fontsize=8)
