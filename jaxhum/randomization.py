@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,6 +38,8 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 from mujoco import mjx
+
+from jaxhum.config import FrozenMapping
 
 Range = tuple[float, float]
 
@@ -109,7 +110,7 @@ class RandomizationConfig:
     kp_scale: Range | None = None
     kd_scale: Range | None = None
     motor_strength: Range | None = None
-    obs_noise: Mapping[str, float] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+    obs_noise: Mapping[str, float] = dataclasses.field(default_factory=FrozenMapping)  # hashable, as run configs are
     obs_noise_type: str = "uniform"
     obs_lag: int = 0
     action_latency: int = 0
@@ -175,7 +176,7 @@ GPU_PRESET = RandomizationConfig(
     kp_scale=(0.9, 1.1),
     kd_scale=(0.9, 1.1),
     motor_strength=(0.9, 1.1),
-    obs_noise=types.MappingProxyType({
+    obs_noise=FrozenMapping({
         "joint_pos_from_home": 0.01, "joint_vel": 1.5, "gravity_in_imu": 0.05,
         "imu_linear_velocity": 0.1, "imu_angular_velocity": 0.2,
     }),

@@ -319,6 +319,9 @@ def test_dotted_overrides_reach_the_randomization_config():
     config = runner.validate(config, build=False)
     rand = envs.make_config("walk", **config.env).randomization
     assert rand.friction == (0.5, 1.0) and rand.obs_lag == 2 and rand.mass_scale is None
+    hash(config)  # runs memoize on the config
+    again = runner.validate(config_lib.from_json(type(config), config_lib.to_json(config)), build=False)
+    assert envs.make_config("walk", **again.env).randomization == rand  # as a run dir stores it
     bad = config_lib.apply_overrides(walk_experiment.get_config("cpu"), ["env.randomization.friction=2,1"])
     with pytest.raises(config_lib.ConfigError, match=r"^env\.randomization\.friction: "):
         runner.validate(bad, build=False)
