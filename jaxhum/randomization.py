@@ -82,7 +82,9 @@ class RandomizationConfig:
       com_offset: m added to the torso's centre of mass, drawn per axis.
       joint_damping: factor on the damping of every actuated joint (drawn per joint).
       armature: factor on the armature (rotor inertia) of every actuated joint (per joint).
-      frictionloss: dry friction (N m) of every actuated joint, absolute (per joint).
+      frictionloss: dry friction (N m) of every actuated joint, absolute (per joint); lo > 0:
+        MJX gives each sampled joint a friction-loss constraint row, and a row whose friction
+        loss is exactly 0 does not behave as MuJoCo's absent row (it holds the joint back).
       kp_scale, kd_scale: factors on the position actuators' stiffness kp and damping kd (per
         actuator): gainprm[0] = kp, biasprm[1] = -kp, biasprm[2] = -kd.
       motor_strength: factor on each actuator's torque limit (forcerange), per actuator.
@@ -130,7 +132,7 @@ class RandomizationConfig:
             if not r[0] <= r[1]:
                 raise ValueError(f"randomization.{name}: lo must not exceed hi, got {tuple(r)}")
             low = {"com_offset": -math.inf, "friction": 0.0, "torso_mass": -math.inf}.get(name, 0.0)
-            if name in _SCALE_FIELDS or name == "push_interval":
+            if name in _SCALE_FIELDS or name in ("push_interval", "frictionloss"):
                 if not r[0] > 0.0:
                     raise ValueError(f"randomization.{name}: must be > 0, got {tuple(r)}")
             elif not r[0] >= low:
@@ -172,7 +174,7 @@ GPU_PRESET = RandomizationConfig(
     com_offset=(-0.03, 0.03),
     joint_damping=(0.5, 1.5),
     armature=(1.0, 1.05),
-    frictionloss=(0.0, 0.3),
+    frictionloss=(0.01, 0.3),
     kp_scale=(0.9, 1.1),
     kd_scale=(0.9, 1.1),
     motor_strength=(0.9, 1.1),
@@ -291,19 +293,24 @@ def sample(key: jax.Array, config: RandomizationConfig, nom: Nominal) -> dict[st
     return out
 
 
-def apply(model: mjx.Model, params: Mapping[str, jax.Array]) -> mjx.Model:
+def apply(model: mjx.Model, params: Mapping[str, jax.Array], frictionloss_dofs: Any = None) -> mjx.Model:
     """`model` with the sampled fields replaced (the identity for `{}`). Works under vmap.
 
     MJX decides at trace time which dofs get a dry-friction constraint row (the static
-    `dof_hasfrictionloss`, from the nominal values): with `dof_frictionloss` sampled every dof
-    gets one, else a robot whose nominal friction loss is 0 would silently ignore the sample
-    (a row with friction loss 0 exerts no force, as MuJoCo's missing row).
+    `dof_hasfrictionloss`, from the nominal values), so with `dof_frictionloss` sampled the dofs
+    `frictionloss_dofs` (int array; the sampled ones, `Nominal.dof_ids`) get one too, else a
+    robot whose nominal friction loss is 0 would ignore the sample. Rows on dofs whose friction
+    loss is exactly 0 are not inert in MJX's solver (they differ from MuJoCo, which has no row
+    there): flag only the sampled dofs, whose friction loss is > 0 (`validate`).
     """
     if not params:
         return model
     model = model.replace(**params)
     if "dof_frictionloss" in params and hasattr(model._impl, "dof_hasfrictionloss"):
-        flags = np.ones_like(np.asarray(model._impl.dof_hasfrictionloss))
+        if frictionloss_dofs is None:
+            raise ValueError("frictionloss_dofs: required when dof_frictionloss is sampled")
+        flags = np.array(model._impl.dof_hasfrictionloss, dtype=bool)
+        flags[np.asarray(frictionloss_dofs)] = True
         model = model.replace(_impl=model._impl.replace(dof_hasfrictionloss=flags))
     return model
 
@@ -382,7 +389,7 @@ class Randomizer:
 
     def physics_model(self, model: mjx.Model, info: Mapping[str, Any]) -> mjx.Model:
         """The episode's model: `model` with `info['params']` applied (`model` itself if none)."""
-        return apply(model, info.get("params", {}))
+        return apply(model, info.get("params", {}), self.nominal.dof_ids)
 
     def observe(self, obs: jax.Array, info: dict[str, Any]) -> tuple[jax.Array, dict[str, Any]]:
         """The observation the policy sees for the true `obs` (obs_size,): noise, then lag.
