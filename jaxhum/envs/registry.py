@@ -49,7 +49,9 @@ def make_config(name: str, **overrides: Any) -> Any:
     """Returns the frozen config of task `name` with `overrides` applied and validated.
 
     A `reward_weights` override is merged into the task's default weights, so
-    `reward_weights={'ctrl_l2': 0.0}` switches one term off and keeps the others.
+    `reward_weights={'ctrl_l2': 0.0}` switches one term off and keeps the others. A field that is
+    a group of fields (walk's `randomization`) takes a dataclass or a mapping of its fields,
+    e.g. `randomization={'friction': (0.5, 1.0)}` (the others keep their defaults).
 
     Raises:
       ValueError: unknown task (lists the known ones), unknown field (lists the fields),
@@ -69,7 +71,10 @@ def make_config(name: str, **overrides: Any) -> Any:
     for key, value in overrides.items():
         default = getattr(defaults, key)
         _check_type(key, value, default)
-        if isinstance(default, Mapping):
+        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
+            # A group of fields (e.g. walk's `randomization`): the given ones over the defaults.
+            value = config_lib.coerce(value, type(default), key)
+        elif isinstance(default, Mapping):
             value = types.MappingProxyType({**default, **dict(value)})
         elif isinstance(default, float):
             value = float(value)

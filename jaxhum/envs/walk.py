@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
-from jaxhum import observations, rewards, robots
+from jaxhum import observations, randomization, rewards, robots
 from jaxhum.envs.base import DeploySpec, Env, EnvState, with_autoreset
 from jaxhum.sim import physics
 
@@ -85,6 +85,10 @@ class WalkConfig:
         and velocities of the home pose at reset.
       reward_weights: term name -> weight; an override is merged into the defaults and
         zero-weight terms are not computed.
+      randomization: per-episode domain randomization, observation noise, sensor lag, action
+        latency and pushes (`jaxhum.randomization.RandomizationConfig`; all off by default).
+        When anything is on, the env asks for fresh starts (`Env.fresh_starts`) so every
+        episode draws anew, and with pushes on the metrics carry `push_magnitude`.
     """
 
     robot: str = "jh1"
@@ -94,6 +98,8 @@ class WalkConfig:
     terminate_on_fall: bool = True
     reset_noise_scale: float = 0.05
     reward_weights: Mapping[str, float] = dataclasses.field(default_factory=lambda: DEFAULT_REWARD_WEIGHTS)
+    randomization: randomization.RandomizationConfig = dataclasses.field(
+        default_factory=randomization.RandomizationConfig)
 
     def validate(self) -> None:
         """Raises ValueError naming the first invalid field."""
@@ -105,6 +111,9 @@ class WalkConfig:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         rewards.check_weights(REWARD_TERMS, self.reward_weights)
+        if not isinstance(self.randomization, randomization.RandomizationConfig):
+            raise ValueError(f"randomization: expected a RandomizationConfig, got {type(self.randomization).__name__}")
+        self.randomization.validate()
 
 
 def roll_pitch(quat: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -151,7 +160,13 @@ def make(config: WalkConfig) -> Env:
         contact = robots.foot_contacts(idx, data)
         return observations.concat(OBSERVATION_TERMS, {"data": data, "foot_contact": contact, **obs_context})
 
-    def evaluate(data, action) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+    home_data = jax.eval_shape(physics.init, model, home_qpos, jnp.zeros((mj.nv,), jnp.float32))
+    layout = observations.layout(
+        OBSERVATION_TERMS, {"data": home_data, "foot_contact": jnp.zeros((2,)), **obs_context})
+    obs_size = sum(size for _, size in layout)
+    rand = randomization.build(config.randomization, sim, idx, layout, dt)
+
+    def evaluate(data, action, push=None) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
         """Reward, termination and metrics of the state `data` reached by `action`."""
         height = data.xpos[root, 2]
         roll, pitch = roll_pitch(data.xquat[root])
@@ -168,16 +183,21 @@ def make(config: WalkConfig) -> Env:
         metrics["x_velocity"] = data.qvel[0]
         metrics["torso_height"] = height
         metrics["fall"] = fell.astype(jnp.float32)
+        if config.randomization.pushes_on:
+            metrics["push_magnitude"] = jnp.zeros((), jnp.float32) if push is None else push
         terminated = jnp.where(fell & config.terminate_on_fall, 1.0, 0.0).astype(jnp.float32)
         return reward, terminated, metrics
 
-    def state_at(data) -> EnvState:
+    def start(key: jax.Array, qpos: jax.Array, qvel: jax.Array) -> EnvState:
+        # fold_in, not a split of `key`: walk without randomization draws its reset as before.
+        info = rand.episode_start(jax.random.fold_in(key, 1), obs_size, n_act)
+        data = physics.init(rand.physics_model(model, info), qpos, qvel)
+        obs, info = rand.observe(observe(data), info)
         _, _, metrics = evaluate(data, jnp.zeros((n_act,), jnp.float32))
-        return EnvState.start(data, observe(data), n_act, metrics)
+        return EnvState.start(data, obs, n_act, metrics, info=info)
 
     def reset_to(key: jax.Array, qpos: jax.Array, qvel: jax.Array) -> EnvState:
-        del key  # walk draws nothing beyond the configuration it is given
-        return state_at(physics.init(model, qpos, qvel))
+        return start(key, qpos, qvel)  # the key draws the episode's randomization only
 
     def reset(key: jax.Array) -> EnvState:
         key_qpos, key_qvel = jax.random.split(key)
@@ -185,18 +205,19 @@ def make(config: WalkConfig) -> Env:
         qpos = home_qpos.at[qpos_adr].add(jax.random.uniform(key_qpos, (n_act,), minval=-s, maxval=s))
         qvel = jnp.zeros((mj.nv,), jnp.float32).at[dof_adr].set(
             jax.random.uniform(key_qvel, (n_act,), minval=-s, maxval=s))
-        return state_at(physics.init(model, qpos, qvel))
+        return start(key, qpos, qvel)
 
     def step_without_reset(state: EnvState, action: jax.Array) -> EnvState:
         chex.assert_shape(action, (n_act,))
         action = jnp.clip(action.astype(jnp.float32), -1.0, 1.0)
-        data = physics.step(model, state.data, robots.action_to_ctrl(idx, action), robot.n_substeps)
-        reward, terminated, metrics = evaluate(data, action)
-        return state.advance(data, observe(data), reward, terminated, action, metrics)
+        episode_model = rand.physics_model(model, state.info)
+        applied, info = rand.delayed_action(action, state.info)
+        data, push, info = rand.push(state.data, info)
+        data = physics.step(episode_model, data, robots.action_to_ctrl(idx, applied), robot.n_substeps)
+        reward, terminated, metrics = evaluate(data, action, push)
+        obs, info = rand.observe(observe(data), info)
+        return state.advance(data, obs, reward, terminated, action, metrics, info=info)
 
-    home_data = jax.eval_shape(physics.init, model, home_qpos, jnp.zeros((mj.nv,), jnp.float32))
-    layout = observations.layout(
-        OBSERVATION_TERMS, {"data": home_data, "foot_contact": jnp.zeros((2,)), **obs_context})
     return Env(
         name="walk",
         config=config,
@@ -204,7 +225,7 @@ def make(config: WalkConfig) -> Env:
         reset_to=reset_to,
         step=with_autoreset(step_without_reset, episode_length),
         step_without_reset=step_without_reset,
-        observation_size=sum(size for _, size in layout),
+        observation_size=obs_size,
         action_size=n_act,
         dt=dt,
         episode_length=episode_length,
@@ -212,6 +233,7 @@ def make(config: WalkConfig) -> Env:
         observation_layout=layout,
         robot=robot,
         deploy=_deploy_spec(config, robot, idx, fall_height),
+        fresh_starts=rand.on,
     )
 
 

@@ -17,6 +17,9 @@ from flax import struct
 
 REWARD_PREFIX = "reward/"
 TRACKING_PREFIX = "tracking/"  # a command task's per-step tracking error ('tracking/vx', ...)
+# A step metric whose largest value in an episode the robot survived is reported as a max over
+# the eval envs: the push a task applied (jaxhum.randomization) -> eval/max_push_survived.
+SURVIVED_MAX = {"push_magnitude": "max_push_survived"}
 
 
 class Env(Protocol):
@@ -43,6 +46,7 @@ class _EvalCarry:
     reward_terms: dict[str, jax.Array]  # 'reward/<term>' -> (N,) episode sum of that term
     task_metrics: dict[str, jax.Array]  # other env metrics (e.g. 'x_velocity') -> (N,) episode sum
     fell: jax.Array  # (N,) float32, 1.0 if the first episode ended by termination (not the time limit)
+    peaks: dict[str, jax.Array]  # metric in SURVIVED_MAX -> (N,) its largest value in the first episode
 
 
 def make_evaluator(
@@ -66,7 +70,9 @@ def make_evaluator(
     and for every other env metric ``m`` (e.g. ``x_velocity``) ``eval/m`` (mean over envs of the
     per-step average over the episode, e.g. the average forward velocity); a command task's
     per-step tracking error ``tracking/<x>`` is reported that way as ``eval/tracking_error_<x>``
-    (e.g. eval/tracking_error_vx, the mean absolute forward-velocity error in m/s).
+    (e.g. eval/tracking_error_vx, the mean absolute forward-velocity error in m/s); for a metric
+    in ``SURVIVED_MAX`` (``push_magnitude``) also its largest value in an episode that did not
+    fall, max over envs (``eval/max_push_survived``; 0 when every pushed episode fell).
     """
 
     def evaluate(policy_params: Any, key: jax.Array) -> dict[str, jax.Array]:
@@ -82,6 +88,7 @@ def make_evaluator(
             reward_terms={name: zeros for name in names},
             task_metrics={name: zeros for name in others},
             fell=zeros,
+            peaks={name: zeros for name in others if name in SURVIVED_MAX},
         )
         step = functools.partial(_eval_step, env, policy_fn, policy_params)
         # Stop as soon as every env's first episode has ended: early in training, when episodes
@@ -97,6 +104,8 @@ def make_evaluator(
             metrics[f"eval/{name}"] = jnp.mean(total)
         for name, total in carry.task_metrics.items():
             metrics[f"eval/{_eval_name(name)}"] = jnp.mean(total / jnp.maximum(carry.episode_length, 1.0))
+        for name, peak in carry.peaks.items():
+            metrics[f"eval/{SURVIVED_MAX[name]}"] = jnp.max(peak * (1.0 - carry.fell))
         return metrics
 
     return evaluate
@@ -130,5 +139,7 @@ def _eval_step(env: Env, policy_fn: PolicyFn, policy_params: Any, carry: _EvalCa
         task_metrics=task_metrics,
         # done and truncated, not EnvState.terminated: any env state with those two fields works here.
         fell=carry.fell + active * env_state.done * (1.0 - env_state.truncated),
+        peaks={name: jnp.where(active > 0.0, jnp.maximum(peak, env_state.metrics[name]), peak)
+               for name, peak in carry.peaks.items()},
     )
     return new
