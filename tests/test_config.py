@@ -149,7 +149,7 @@ def test_derived_cadences_round_to_whole_iterations():
 
 CLI_ERRORS = [
     (["--set", "ppo.bogus=1"], "ppo.bogus", "unknown field; known fields: activation"),
-    (["--set", "bogus=1"], "bogus", "unknown field; known fields: checkpoint_every, env, env_name"),
+    (["--set", "bogus=1"], "bogus", "unknown field; known fields: checkpoint_every, devices, env, env_name"),
     (["--num-envs", "many"], "ppo.num_envs", "expected an int"),
     (["--set", "ppo.learning_rate=fast"], "ppo.learning_rate", "expected a float"),
     (["--num-envs", "0"], "ppo.num_envs", "must be a positive integer"),
