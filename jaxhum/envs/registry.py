@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from jaxhum import config as config_lib
-from jaxhum.envs import humanoid_run, joystick, walk
+from jaxhum.envs import balance, humanoid_run, joystick, walk
 from jaxhum.envs.base import Env
 
 
@@ -21,6 +21,7 @@ class TaskSpec(NamedTuple):
 
 REGISTRY: Mapping[str, TaskSpec] = types.MappingProxyType(
     {
+        "balance": TaskSpec(balance.BalanceConfig, balance.make),
         "humanoid_run": TaskSpec(humanoid_run.HumanoidRunConfig, humanoid_run.make),
         "joystick": TaskSpec(joystick.JoystickConfig, joystick.make),
         "walk": TaskSpec(walk.WalkConfig, walk.make),
