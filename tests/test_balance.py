@@ -155,6 +155,10 @@ def test_default_joystick_is_nominal_without_levels():
     assert state.params == {} and set(state.info) == {"command", "key", "resample_in", "feet_air_time", "last_contact"}
     assert "push_magnitude" not in state.metrics
     assert envs.make_config("joystick", curriculum=True).curriculum_names == ("command",)  # no pushes, no push level
+    # The recommended ranges fit joystick's observation terms (GPU_PRESET also names a velocimeter).
+    joystick.GPU_RANDOMIZATION.validate([name for name, _ in env.observation_layout])
+    with pytest.raises(ValueError, match=r"^randomization\.obs_noise\.imu_linear_velocity: "):
+        R.GPU_PRESET.validate([name for name, _ in env.observation_layout])
 
 
 def test_joystick_draws_physics_per_episode_and_holds_it(joystick_env, joystick_runs):
