@@ -28,8 +28,9 @@ JOYSTICK_RANDOMIZATION = {"friction": (0.4, 1.25), "mass_scale": (0.9, 1.1)}
 
 
 def _rollout(env, record):
-    """jit(key, levels) -> (start state, stacked `record(state)` after each of STEPS zero-action steps);
-    the levels are written into every env (as the trainer does) before the first step."""
+    """jit(key, levels) -> (the starts' command, obs and params, stacked `record(state)` after each
+    of STEPS zero-action steps); the levels are written into every env (as the trainer does) before
+    the first step."""
 
     @jax.jit
     def run(key, levels):
@@ -41,7 +42,7 @@ def _rollout(env, record):
             return s, record(s)
 
         _, out = jax.lax.scan(body, state, None, length=STEPS)
-        return start, out
+        return {"command": start.info["command"], "obs": start.obs, "params": start.params}, out
 
     def at(**levels):
         return jax.device_get(run(jax.random.key(0), {k: jnp.float32(v) for k, v in levels.items()}))
@@ -99,7 +100,7 @@ def test_balance_declares_levels_and_keeps_joystick_shapes(balance_env):
 def test_balance_command_is_always_zero(balance_env, balance_runs):
     cmd = _command_slice(balance_env)
     for start, out in balance_runs:  # a new command is drawn at every step (resample_seconds = dt)
-        assert np.all(start.info["command"] == 0.0) and np.all(start.obs[:, cmd] == 0.0)
+        assert np.all(start["command"] == 0.0) and np.all(start["obs"][:, cmd] == 0.0)
         assert np.all(out["command"] == 0.0) and np.all(out["obs"][..., cmd] == 0.0)
 
 
@@ -164,12 +165,12 @@ def test_default_joystick_is_nominal_without_levels():
 def test_joystick_draws_physics_per_episode_and_holds_it(joystick_env, joystick_runs):
     start, out = joystick_runs[0]
     floor = joystick_env.robot.index(joystick_env.sim).floor_geom_id
-    friction = start.info["params"]["geom_friction"][:, floor, 0]
+    friction = start["params"]["geom_friction"][:, floor, 0]
     assert len(set(friction.tolist())) == N and np.all((friction >= 0.4) & (friction <= 1.25))
-    mass = start.info["params"]["body_mass"]
+    mass = start["params"]["body_mass"]
     assert not np.allclose(mass[0], mass[1])
     assert not np.any(out["done"])  # one episode: its parameters never change
-    np.testing.assert_array_equal(out["friction"], np.broadcast_to(start.info["params"]["geom_friction"],
+    np.testing.assert_array_equal(out["friction"], np.broadcast_to(start["params"]["geom_friction"],
                                                                    out["friction"].shape))
     np.testing.assert_array_equal(out["mass"], np.broadcast_to(mass, out["mass"].shape))
 
@@ -187,7 +188,7 @@ def test_command_level_scales_the_followed_command(joystick_env, joystick_runs):
     assert np.all(np.abs(half["obs"][..., cmd]) <= np.array([0.5, 0.15, 0.25]))
     assert np.any(np.abs(half["command"][..., 0]) > 0.5)
     # The reward follows the scaled command: step t tracks the command observed before it.
-    followed_vx = 0.5 * np.concatenate([start.info["command"][None, :, 0], half["command"][:-1, :, 0]])
+    followed_vx = 0.5 * np.concatenate([start["command"][None, :, 0], half["command"][:-1, :, 0]])
     np.testing.assert_allclose(half["tracking_vx"], np.abs(followed_vx - half["vx"]), rtol=1e-6, atol=1e-7)
 
 
