@@ -5,8 +5,8 @@ the command is fixed at (0, 0, 0) (zero ranges, every draw zero), and the pelvis
 5-10 s with 0.1-1.0 m/s (`randomization.GPU_PRESET`'s push settings). The observation, action,
 critic observation and reward terms are joystick's, so a joystick policy fine-tunes into balance
 (`init_from=RUN_DIR`) with every shape matching; with the command zero, joystick's reward pays for
-standing: `stand_still` and `pose` hold the home pose, `feet_air_time` and the gait clock's
-swing height are off, the tracking terms ask for zero velocity. Pushes show in the step metrics
+standing: `stand_still` and `pose` hold the home pose, `feet_air_time` pays nothing,
+`feet_phase` asks the feet to stay down, the tracking terms ask for zero velocity. Pushes show in the step metrics
 as `push_magnitude`, in evaluation as `eval/max_push_survived` beside `eval/fall_rate`.
 """
 
