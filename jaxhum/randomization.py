@@ -430,11 +430,14 @@ class Randomizer:
         r["action_buffer"] = buf
         return buf[r["action_latency"]], {**info, "randomization": r}
 
-    def push(self, data: mjx.Data, info: dict[str, Any]) -> tuple[mjx.Data, jax.Array, dict[str, Any]]:
+    def push(self, data: mjx.Data, info: dict[str, Any],
+             scale: jax.Array | None = None) -> tuple[mjx.Data, jax.Array, dict[str, Any]]:
         """Counts down to the next kick; on its step adds v (cos t, sin t, 0) to the root's velocity.
 
         Returns the data, the kick's magnitude v (() float32; 0 on steps without a kick) and info.
-        Call it once per control step, before the physics step.
+        `scale` (() float, e.g. a curriculum level in [0, 1]) multiplies the drawn magnitude;
+        None draws from `push_velocity` as it is. Call it once per control step, before the
+        physics step.
         """
         if not self.config.pushes_on:
             return data, jnp.zeros((), jnp.float32), info
@@ -442,7 +445,10 @@ class Randomizer:
         key, k_mag, k_dir, k_next = jax.random.split(r["key"], 4)
         countdown = r["push_countdown"] - 1
         kick_now = countdown <= 0
-        magnitude = jnp.where(kick_now, _uniform(k_mag, self.config.push_velocity), 0.0)
+        drawn = _uniform(k_mag, self.config.push_velocity)
+        if scale is not None:
+            drawn = jnp.asarray(scale, jnp.float32) * drawn
+        magnitude = jnp.where(kick_now, drawn, 0.0)
         angle = jax.random.uniform(k_dir, (), jnp.float32, 0.0, 2.0 * jnp.pi)
         kick = magnitude * jnp.stack([jnp.cos(angle), jnp.sin(angle)])
         d0 = self.nominal.root_dof

@@ -136,8 +136,17 @@ def _validate_env(config: RunConfig) -> RunConfig:
     types_ = config_lib.field_types(config_cls)
     for key in config.env:
         require(key in types_, f"env.{key}", f"unknown field of {config.env_name}; known fields: {', '.join(sorted(types_))}")
-    # Values typed from the command line as JSON literals take the task config's field types.
-    env = FrozenMapping({k: config_lib.coerce(v, types_[k], f"env.{k}") for k, v in config.env.items()})
+    # Values typed from the command line as JSON literals take the task config's field types; a
+    # group given in part (env.randomization.push_velocity=...) keeps the task's other defaults.
+    defaults = config_cls()
+
+    def typed(key: str, value: Any) -> Any:
+        default = getattr(defaults, key)
+        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
+            value = envs.registry.over_defaults(default, value)
+        return config_lib.coerce(value, types_[key], f"env.{key}")
+
+    env = FrozenMapping({k: typed(k, v) for k, v in config.env.items()})
     try:
         envs.make_config(config.env_name, **env)
     except ValueError as err:

@@ -178,7 +178,7 @@ def test_bad_requests_are_refused_before_any_process_starts(server):
 
     # Unknown task / policy type: 400 listing the known ones.
     status, _, payload = post({**ok, "task": "humanoid_backflip"})
-    assert (status, payload["detail"]) == (400, "task: must be one of humanoid_run, joystick, walk, got 'humanoid_backflip'")
+    assert (status, payload["detail"]) == (400, "task: must be one of balance, humanoid_run, joystick, walk, got 'humanoid_backflip'")
     status, _, payload = post({**ok, "policy_type": "SAC"})
     assert (status, payload["detail"]) == (400, "policy_type: must be one of PPO, got 'SAC'")
     status, _, payload = post({**ok, "preset": "tpu"})

@@ -29,7 +29,15 @@ adjusted for jh1.
 
 Episode: terminates when the pelvis drops below the fall height (walk's rule), truncated at
 20 s. Evaluation metrics per step: `tracking/vx` (|vx_cmd - vx| in the base frame, m/s),
-`tracking/yaw` (|yaw_rate_cmd - w_z|, rad/s), `fall`.
+`tracking/yaw` (|yaw_rate_cmd - w_z|, rad/s), `fall`, and with pushes on `push_magnitude`.
+
+Randomization (`config.randomization`, off by default) as in walk (`jaxhum.randomization`):
+physics drawn per episode, noise and lag on the actor observation (the critic observation
+starts with the true one), action latency, pushes. Curriculum (`config.curriculum`, off by
+default): the env declares the levels 'command' (and 'push' with pushes on); the step follows
+`level * info['command']` (the drawn command, uniform in the full ranges, so the followed one
+is uniform in the ranges scaled by the level) and scales every push's magnitude by the push
+level. An episode's first observation, computed at reset, shows the reset's level (1.0).
 """
 
 from __future__ import annotations
@@ -46,7 +54,8 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
-from jaxhum import observations, rewards, robots
+from jaxhum import observations, randomization, rewards, robots
+from jaxhum.config import FrozenMapping
 from jaxhum.envs.base import Env, EnvState, with_autoreset
 from jaxhum.envs.walk import FALL_RATIO, position_control_deploy
 from jaxhum.sim import physics
@@ -115,6 +124,16 @@ COMMAND_SIZE = 3
 # The issue's target for a trained policy: mean |vx error| <= 0.15 m/s, |yaw-rate error| <= 0.2 rad/s.
 TRACKING_BOUNDS: Mapping[str, float] = types.MappingProxyType({"vx": 0.15, "yaw": 0.2})
 CRITIC_EXTRA_SIZE = 3 + 3 + 1 + 2 + 2 + 2 + 4
+CURRICULUM_NAMES = ("command", "push")
+CURRICULUM_INFO_KEY = "curriculum"  # = jaxhum.rl.curriculum.INFO_KEY (envs do not import rl)
+
+# `randomization.GPU_PRESET` for joystick's observation: its noise on the terms joystick observes
+# (it has no velocimeter term).
+GPU_RANDOMIZATION = dataclasses.replace(
+    randomization.GPU_PRESET,
+    obs_noise=FrozenMapping({k: v for k, v in randomization.GPU_PRESET.obs_noise.items()
+                             if k in {t.__name__ for t in OBSERVATION_TERMS}}),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +160,13 @@ class JoystickConfig:
       moving_threshold: command norm at or below which the robot is told to stand.
       reward_weights: term name -> weight; an override is merged into the defaults and
         zero-weight terms are not computed.
+      randomization: per-episode domain randomization, observation noise, sensor lag, action
+        latency and pushes (`jaxhum.randomization.RandomizationConfig`; all off by default;
+        `GPU_RANDOMIZATION` holds the recommended ranges). Noise and lag apply to the actor
+        observation; with pushes on the metrics carry `push_magnitude`.
+      curriculum: declare the curriculum levels 'command' (scales the command ranges) and, with
+        pushes on, 'push' (scales push magnitudes); the trainer moves them (`ppo.curriculum`).
+        Off: no levels, the task is the full one.
     """
 
     robot: str = "jh1"
@@ -160,6 +186,9 @@ class JoystickConfig:
     air_time_max: float = 0.5
     moving_threshold: float = 0.1
     reward_weights: Mapping[str, float] = dataclasses.field(default_factory=lambda: DEFAULT_REWARD_WEIGHTS)
+    randomization: randomization.RandomizationConfig = dataclasses.field(
+        default_factory=randomization.RandomizationConfig)
+    curriculum: bool = False
 
     def validate(self) -> None:
         """Raises ValueError naming the first invalid field."""
@@ -181,6 +210,18 @@ class JoystickConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
         rewards.check_weights(REWARD_TERMS, self.reward_weights)
+        if not isinstance(self.randomization, randomization.RandomizationConfig):
+            raise ValueError(f"randomization: expected a RandomizationConfig, got {type(self.randomization).__name__}")
+        self.randomization.validate()
+        if not isinstance(self.curriculum, bool):
+            raise ValueError(f"curriculum: must be true or false, got {self.curriculum!r}")
+
+    @property
+    def curriculum_names(self) -> tuple[str, ...]:
+        """The levels the env declares: () when `curriculum` is off."""
+        if not self.curriculum:
+            return ()
+        return CURRICULUM_NAMES if self.randomization.pushes_on else CURRICULUM_NAMES[:1]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -231,7 +272,9 @@ def with_command(env: Env, state: EnvState, command: Any, hold: bool = True) -> 
     The command is written into `state.info` and into the observation (and critic observation)
     the policy acts on next. With `hold` the command is never resampled in this episode (an
     autoreset of `env.step` still starts the next episode with a drawn command: drive a policy
-    with `env.step_without_reset`, or call `with_command` again after a reset).
+    with `env.step_without_reset`, or call `with_command` again after a reset). Under a
+    curriculum (`config.curriculum`) the step follows `level * command`; the level is 1.0
+    outside training.
     """
     offset = _command_offset(env)
     cmd = jnp.broadcast_to(jnp.asarray(command, jnp.float32), state.info["command"].shape)
@@ -278,8 +321,11 @@ def _standing_foot_height(sim: Any, idx: robots.RobotIndex) -> np.ndarray:
     return np.asarray(data.site_xpos[idx.foot_site_ids, 2], np.float32)
 
 
-def make(config: JoystickConfig) -> JoystickEnv:
-    """Builds joystick from a validated config (`jaxhum.envs.make('joystick', ...)` builds by name)."""
+def make(config: JoystickConfig, name: str = "joystick") -> JoystickEnv:
+    """Builds joystick from a validated config (`jaxhum.envs.make('joystick', ...)` builds by name).
+
+    `name` is the built env's `Env.name` (a task defined as a joystick config, e.g. balance).
+    """
     config.validate()
     robot = robots.get_robot(config.robot)
     sim = robot.load()
@@ -314,6 +360,20 @@ def make(config: JoystickConfig) -> JoystickEnv:
         return observations.concat(OBSERVATION_TERMS, {"data": data, "command": command, "last_action": last_action,
                                                        **obs_context})
 
+    home_data = jax.eval_shape(physics.init, model, home_qpos, jnp.zeros((mj.nv,), jnp.float32))
+    layout = observations.layout(
+        OBSERVATION_TERMS,
+        {"data": home_data, "command": jnp.zeros((COMMAND_SIZE,)), "last_action": jnp.zeros((n_act,)), **obs_context})
+    obs_size = sum(size for _, size in layout)
+    rand = randomization.build(config.randomization, sim, idx, layout, dt)
+    levels = config.curriculum_names
+
+    def followed_command(info) -> jax.Array:
+        """(3,) the command the robot is told to follow: the drawn one, times the command level."""
+        if not levels:
+            return info["command"]
+        return info[CURRICULUM_INFO_KEY]["command"] * info["command"]
+
     def critic_observe(obs, data, info, foot_vel_xy) -> jax.Array:
         return jnp.concatenate([
             obs,
@@ -326,9 +386,10 @@ def make(config: JoystickConfig) -> JoystickEnv:
             foot_vel_xy.ravel(),
         ])
 
-    def evaluate(data, prev_data, action, last_action, info):
-        """(reward, terminated, metrics, info) of the state `data` reached from `prev_data` by `action`."""
-        command = info["command"]
+    def evaluate(data, prev_data, action, last_action, info, push=None):
+        """(reward, terminated, metrics, info, foot_vel_xy) of the state `data` reached from
+        `prev_data` by `action` (after a kick of magnitude `push`, None for none)."""
+        command = followed_command(info)
         contact = robots.foot_contacts(idx, data)
         # Touchdown as Playground's and Isaac Lab's air-time terms define it; contact OR the last
         # step's contact filters one-step flickers of MJX's contact flag.
@@ -370,12 +431,17 @@ def make(config: JoystickConfig) -> JoystickEnv:
         metrics["tracking/vx"] = jnp.abs(command[0] - local_linvel[0])
         metrics["tracking/yaw"] = jnp.abs(command[2] - angvel[2])
         metrics["fall"] = fell.astype(jnp.float32)
+        if config.randomization.pushes_on:
+            metrics["push_magnitude"] = jnp.zeros((), jnp.float32) if push is None else push
         terminated = jnp.where(fell & config.terminate_on_fall, 1.0, 0.0).astype(jnp.float32)
         info = {**info, "feet_air_time": air_time * (1.0 - contact_filt), "last_contact": contact}
         return reward, terminated, metrics, info, foot_vel_xy
 
-    def state_at(key: jax.Array, data) -> EnvState:
+    def state_at(key: jax.Array, qpos: jax.Array, qvel: jax.Array) -> EnvState:
         key_command, key_info = jax.random.split(key)
+        # fold_in, not a split of `key`: joystick without randomization draws as before.
+        episode = rand.episode_start(jax.random.fold_in(key, 1), obs_size, n_act)
+        data = physics.init(rand.physics_model(model, episode), qpos, qvel)
         if jax.dtypes.issubdtype(key_info.dtype, jax.dtypes.prng_key):
             # Raw key data in `info`: autoreset selects between infos with jnp.where.
             key_info = jax.random.key_data(key_info)
@@ -386,15 +452,19 @@ def make(config: JoystickConfig) -> JoystickEnv:
             "resample_in": jnp.asarray(every, jnp.int32),
             "feet_air_time": jnp.zeros((2,), jnp.float32),
             "last_contact": contact,
+            **episode,
         }
+        if levels:  # the full task outside training; the trainer writes its levels over these
+            info[CURRICULUM_INFO_KEY] = {n: jnp.ones((), jnp.float32) for n in levels}
         zero_action = jnp.zeros((n_act,), jnp.float32)
         _, _, metrics, _, _ = evaluate(data, data, zero_action, zero_action, info)
-        obs = observe(data, info["command"], zero_action)
-        critic_obs = critic_observe(obs, data, info, jnp.zeros((2, 2), jnp.float32))
+        true_obs = observe(data, followed_command(info), zero_action)
+        obs, info = rand.observe(true_obs, info)
+        critic_obs = critic_observe(true_obs, data, info, jnp.zeros((2, 2), jnp.float32))
         return EnvState.start(data, obs, n_act, metrics, critic_obs=critic_obs, info=info)
 
     def reset_to(key: jax.Array, qpos: jax.Array, qvel: jax.Array) -> EnvState:
-        return state_at(key, physics.init(model, qpos, qvel))
+        return state_at(key, qpos, qvel)
 
     def reset(key: jax.Array) -> EnvState:
         key_qpos, key_qvel, key_state = jax.random.split(key, 3)
@@ -402,26 +472,27 @@ def make(config: JoystickConfig) -> JoystickEnv:
         qpos = home_qpos.at[qpos_adr].add(jax.random.uniform(key_qpos, (n_act,), minval=-s, maxval=s))
         qvel = jnp.zeros((mj.nv,), jnp.float32).at[dof_adr].set(
             jax.random.uniform(key_qvel, (n_act,), minval=-s, maxval=s))
-        return state_at(key_state, physics.init(model, qpos, qvel))
+        return state_at(key_state, qpos, qvel)
 
     def step_without_reset(state: EnvState, action: jax.Array) -> EnvState:
         chex.assert_shape(action, (n_act,))
         action = jnp.clip(action.astype(jnp.float32), -1.0, 1.0)
-        data = physics.step(model, state.data, robots.action_to_ctrl(idx, action), robot.n_substeps)
+        episode_model = rand.physics_model(model, state.info)
+        applied, info = rand.delayed_action(action, state.info)
+        push_level = info[CURRICULUM_INFO_KEY]["push"] if "push" in levels else None
+        data, push, info = rand.push(state.data, info, push_level)
+        data = physics.step(episode_model, data, robots.action_to_ctrl(idx, applied), robot.n_substeps)
+        # prev_data = state.data: a kick changes velocities only, foot velocities come from positions.
         reward, terminated, metrics, info, foot_vel_xy = evaluate(data, state.data, action, state.last_action,
-                                                                  state.info)
+                                                                  info, push)
         info = next_command(info, config, every)
-        obs = observe(data, info["command"], action)
-        critic_obs = critic_observe(obs, data, info, foot_vel_xy)
+        true_obs = observe(data, followed_command(info), action)
+        obs, info = rand.observe(true_obs, info)
+        critic_obs = critic_observe(true_obs, data, info, foot_vel_xy)
         return state.advance(data, obs, reward, terminated, action, metrics, critic_obs=critic_obs, info=info)
 
-    home_data = jax.eval_shape(physics.init, model, home_qpos, jnp.zeros((mj.nv,), jnp.float32))
-    layout = observations.layout(
-        OBSERVATION_TERMS,
-        {"data": home_data, "command": jnp.zeros((COMMAND_SIZE,)), "last_action": jnp.zeros((n_act,)), **obs_context})
-    obs_size = sum(size for _, size in layout)
     return JoystickEnv(
-        name="joystick",
+        name=name,
         config=config,
         reset=reset,
         reset_to=reset_to,
@@ -437,6 +508,7 @@ def make(config: JoystickConfig) -> JoystickEnv:
         deploy=_deploy_spec(config, robot, idx, fall_height),
         critic_observation_size=obs_size + CRITIC_EXTRA_SIZE,
         fresh_starts=True,
+        curriculum=levels,
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from jaxhum import config as config_lib
-from jaxhum.envs import humanoid_run, joystick, walk
+from jaxhum.envs import balance, humanoid_run, joystick, walk
 from jaxhum.envs.base import Env
 
 
@@ -21,6 +21,7 @@ class TaskSpec(NamedTuple):
 
 REGISTRY: Mapping[str, TaskSpec] = types.MappingProxyType(
     {
+        "balance": TaskSpec(balance.BalanceConfig, balance.make),
         "humanoid_run": TaskSpec(humanoid_run.HumanoidRunConfig, humanoid_run.make),
         "joystick": TaskSpec(joystick.JoystickConfig, joystick.make),
         "walk": TaskSpec(walk.WalkConfig, walk.make),
@@ -45,13 +46,19 @@ def _check_type(name: str, value: Any, default: Any) -> None:
         raise ValueError(f"{name}: expected {type(default).__name__}, got {type(value).__name__} {value!r}")
 
 
+def over_defaults(default: Any, value: Mapping[str, Any]) -> dict[str, Any]:
+    """A partial override `value` of a group of fields (e.g. `randomization`) completed with the
+    fields of the task's default `default` (a dataclass instance): {field: value}."""
+    return {**{f.name: getattr(default, f.name) for f in dataclasses.fields(default) if f.init}, **dict(value)}
+
+
 def make_config(name: str, **overrides: Any) -> Any:
     """Returns the frozen config of task `name` with `overrides` applied and validated.
 
     A `reward_weights` override is merged into the task's default weights, so
     `reward_weights={'ctrl_l2': 0.0}` switches one term off and keeps the others. A field that is
-    a group of fields (walk's `randomization`) takes a dataclass or a mapping of its fields,
-    e.g. `randomization={'friction': (0.5, 1.0)}` (the others keep their defaults).
+    a group of fields (`randomization`) takes a dataclass or a mapping of its fields,
+    e.g. `randomization={'friction': (0.5, 1.0)}` (the others keep the task's defaults).
 
     Raises:
       ValueError: unknown task (lists the known ones), unknown field (lists the fields),
@@ -72,8 +79,9 @@ def make_config(name: str, **overrides: Any) -> Any:
         default = getattr(defaults, key)
         _check_type(key, value, default)
         if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
-            # A group of fields (e.g. walk's `randomization`): the given ones over the defaults.
-            value = config_lib.coerce(value, type(default), key)
+            # A group of fields (e.g. `randomization`): the given ones over the task's defaults
+            # (balance's pushes stay on when only their magnitude is overridden).
+            value = config_lib.coerce(over_defaults(default, value), type(default), key)
         elif isinstance(default, Mapping):
             value = types.MappingProxyType({**default, **dict(value)})
         elif isinstance(default, float):
