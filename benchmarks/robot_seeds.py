@@ -14,6 +14,7 @@ also exports the policy to RUN_DIR/export), and both reports join the summary.
 
     python benchmarks/robot_seeds.py --task walk --seeds 0 1 2 --parallel 3 --out-dir runs/walk_seeds
     python benchmarks/robot_seeds.py --task joystick --seeds 3 4 --parallel 2 --after
+    python benchmarks/robot_seeds.py --task joystick --preset gpu_randomized --seeds 6 --robustness
     python benchmarks/robot_seeds.py --task walk --seeds 0 --smoke     # tiny CPU run of the same thing
 
 Prints a Markdown table and writes `summary.json` into --out-dir.
@@ -49,9 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=sorted(TARGETS), default="walk")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--preset", default="gpu", help="the experiment's preset (gpu, or e.g. gpu_randomized)")
     parser.add_argument("--parallel", type=int, default=1, help="runs at once on the one GPU")
     parser.add_argument("--out-dir", default="runs/robot_seeds")
     parser.add_argument("--after", action="store_true", help="evaluate and sim2sim each trained run")
+    parser.add_argument("--robustness", action="store_true",
+                        help="sweep each trained run's robustness grid (python -m jaxhum.robustness)")
     parser.add_argument("--smoke", action="store_true", help="tiny CPU run (cpu preset, a few steps)")
     parser.add_argument("overrides", nargs="*", metavar="FIELD=VALUE", help="passed to every run")
     args = parser.parse_args(argv)
@@ -62,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def launch(seed: int, run_dir: pathlib.Path, args: argparse.Namespace) -> subprocess.Popen:
     """Starts one training process; its output goes to run_dir/../seed<seed>.log."""
-    cmd = [sys.executable, "-m", f"experiments.{args.task}", "--preset", "cpu" if args.smoke else "gpu",
+    cmd = [sys.executable, "-m", f"experiments.{args.task}", "--preset", "cpu" if args.smoke else args.preset,
            "--seed", str(seed), "--out", str(run_dir), "--progress", "lines",
            *(SMOKE_OVERRIDES if args.smoke else []), *args.overrides]
     env = dict(os.environ)
@@ -73,16 +77,22 @@ def launch(seed: int, run_dir: pathlib.Path, args: argparse.Namespace) -> subpro
 
 
 def launch_after(seed: int, run_dir: pathlib.Path, args: argparse.Namespace) -> subprocess.Popen:
-    """Evaluates a trained run, then runs it sim-to-sim; output appended to the seed's log."""
-    episodes = (4, 2) if args.smoke else (128, 16)
+    """Evaluates a trained run and runs it sim-to-sim (`--after`), then sweeps its robustness
+    grid (`--robustness`, the defaults of `python -m jaxhum.robustness`); output appended to the
+    seed's log."""
+    episodes = (4, 2, 2) if args.smoke else (128, 16, 32)
     py = sys.executable
-    script = (f"{py} -m jaxhum.evaluate {run_dir} --episodes {episodes[0]} && "
-              f"{py} -m jaxhum.sim2sim {run_dir} --episodes {episodes[1]}")
+    steps = []
+    if args.after:
+        steps += [f"{py} -m jaxhum.evaluate {run_dir} --episodes {episodes[0]}",
+                  f"{py} -m jaxhum.sim2sim {run_dir} --episodes {episodes[1]}"]
+    if args.robustness:
+        steps.append(f"{py} -m jaxhum.robustness {run_dir} --episodes {episodes[2]}")
     env = dict(os.environ)
     if args.parallel > 1:  # other runs may still hold their share of the GPU memory
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / args.parallel:.2f}"
     log = open(run_dir.parent / f"seed{seed}.log", "a")  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen(["sh", "-c", script], stdout=log, stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen(["sh", "-c", " && ".join(steps)], stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def read_json(path: pathlib.Path) -> dict | None:
@@ -100,7 +110,8 @@ def summarize(task: str, seed: int, run_dir: pathlib.Path, wall_s: float, return
     met = [e for e in evals if TARGETS[task](e)]
     return {"seed": seed, "returncode": returncode, "process_wall_s": round(wall_s, 1), "evals": evals,
             "final": evals[-1] if evals else None, "first_target_met": met[0] if met else None,
-            "evaluation": read_json(run_dir / "evaluation.json"), "sim2sim": read_json(run_dir / "sim2sim.json")}
+            "evaluation": read_json(run_dir / "evaluation.json"), "sim2sim": read_json(run_dir / "sim2sim.json"),
+            "robustness": read_json(run_dir / "robustness" / "robustness.json")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             if proc.poll() is not None:
                 done[seed] = (run_dir, time.perf_counter() - start, proc.returncode)
                 del running[seed]
-                if args.after and proc.returncode == 0:
+                if (args.after or args.robustness) and proc.returncode == 0:
                     after[seed] = launch_after(seed, run_dir, args)
         for seed, proc in list(after.items()):
             if proc.poll() is not None:
@@ -141,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {r['seed']} evaluation: " + json.dumps({k: v for k, v in ev.items() if not isinstance(v, (dict, list))}))
         if s2s:
             print(f"seed {r['seed']} sim2sim: mujoco {json.dumps(s2s['mujoco'])} mjx {json.dumps(s2s['mjx'])}")
+        for cell in (r["robustness"] or {}).get("cells", []):
+            print(f"seed {r['seed']} robustness: " + json.dumps(cell))
     return max(r["returncode"] for r in results)
 
 

@@ -33,7 +33,7 @@ def get_config(preset: str | None = None) -> runner.RunConfig:
 
         preset = "gpu" if jax.default_backend() != "cpu" else "cpu"
     config = dataclasses.replace(joystick.get_config(preset), env_name="balance")
-    if preset == "gpu":
+    if preset.startswith("gpu"):
         config = dataclasses.replace(config, num_timesteps=30_000_000, log_every=1_000_000,
                                      eval_every=5_000_000, checkpoint_every=5_000_000)
     return config

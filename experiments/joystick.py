@@ -17,18 +17,25 @@ Presets:
        pay from the first steps, so tracking is learned early; discount 0.97 (a 33-step, 0.7 s
        horizon) suffices because falls are priced by the termination term, not by a lost
        forward-velocity stream as in walk.
+  gpu_randomized  gpu with the recommended domain randomization, observation noise, sensor lag,
+       action latency and pushes (`jaxhum.envs.joystick.GPU_RANDOMIZATION`): the policy to take
+       to a robot. Measured in benchmarks/RESULTS.md (issue 10).
 Without --preset: 'gpu' when JAX's default backend is not the CPU, else 'cpu'.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 
 from jaxhum import runner
+from jaxhum.config import FrozenMapping
+from jaxhum.envs.joystick import GPU_RANDOMIZATION
+from jaxhum.randomization import RandomizationConfig
 from jaxhum.rl.train import PPOConfig
 
-PRESETS = ("cpu", "gpu")
+PRESETS = ("cpu", "gpu", "gpu_randomized")
 
 _PPO = dict(
     discounting=0.97,
@@ -39,6 +46,13 @@ _PPO = dict(
     normalize_observations=True,
     max_grad_norm=1.0,
 )
+
+
+def randomization_overrides() -> FrozenMapping:
+    """`GPU_RANDOMIZATION` as `env.randomization` overrides: the fields it sets away from off."""
+    off = RandomizationConfig()
+    return FrozenMapping({f.name: getattr(GPU_RANDOMIZATION, f.name) for f in dataclasses.fields(GPU_RANDOMIZATION)
+                          if getattr(GPU_RANDOMIZATION, f.name) != getattr(off, f.name)})
 
 
 def get_config(preset: str | None = None) -> runner.RunConfig:
@@ -69,6 +83,8 @@ def get_config(preset: str | None = None) -> runner.RunConfig:
             checkpoint_every=10_000_000,
             keep_checkpoints=3,
         )
+    if preset == "gpu_randomized":
+        return dataclasses.replace(get_config("gpu"), env=FrozenMapping({"randomization": randomization_overrides()}))
     if preset == "cpu":
         return runner.RunConfig(
             env_name="joystick",
