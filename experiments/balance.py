@@ -8,9 +8,11 @@ fine-tuned from a joystick run.
 
 Presets: joystick's (`experiments.joystick`), on the balance task (`jaxhum.envs.balance`: command
 zero, kicks of 0.1-1.0 m/s every 5-10 s), with fewer env steps on the GPU (30M: standing is a
-subset of what joystick learns). The networks, the observation and the critic observation are
-joystick's, so `init_from` a joystick run of the same preset matches every shape. The gpu
-preset's step budget is not measured yet.
+subset of what joystick learns). Both gpu presets ('gpu' and 'gpu_randomized', the same here)
+train under joystick's full randomization stack (`jaxhum.envs.joystick.GPU_RANDOMIZATION`:
+physics, observation noise, sensor lag, action latency, pushes): balance is the robustness task.
+The networks, the observation and the critic observation are joystick's, so `init_from` a
+joystick run of any preset matches every shape. The gpu preset's step budget is not measured yet.
 Without --preset: 'gpu' when JAX's default backend is not the CPU, else 'cpu'.
 """
 
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 
 from experiments import joystick
 from jaxhum import runner
+from jaxhum.config import FrozenMapping
 
 PRESETS = joystick.PRESETS
 
@@ -35,7 +38,8 @@ def get_config(preset: str | None = None) -> runner.RunConfig:
     config = dataclasses.replace(joystick.get_config(preset), env_name="balance")
     if preset.startswith("gpu"):
         config = dataclasses.replace(config, num_timesteps=30_000_000, log_every=1_000_000,
-                                     eval_every=5_000_000, checkpoint_every=5_000_000)
+                                     eval_every=5_000_000, checkpoint_every=5_000_000,
+                                     env=FrozenMapping({"randomization": joystick.randomization_overrides()}))
     return config
 
 

@@ -205,6 +205,15 @@ def test_balance_presets_fine_tune_from_joystick_presets(preset):
     assert b.num_timesteps == (30_000_000 if preset.startswith("gpu") else j.num_timesteps)
 
 
+@pytest.mark.parametrize("preset", ["gpu", "gpu_randomized"])
+def test_balance_gpu_presets_train_under_the_full_randomization_stack(preset):
+    config = runner.validate(balance_experiment.get_config(preset), build=False)
+    env_config = envs.make_config("balance", **config.env)
+    rand = env_config.randomization
+    assert rand == joystick.GPU_RANDOMIZATION
+    assert rand.obs_noise and rand.obs_lag > 0 and rand.action_latency > 0 and rand.push_velocity[1] > 0
+
+
 def test_command_line_overrides_part_of_balance_randomization():
     overrides = ["env.randomization.push_velocity=0.5,1.5", "env.curriculum=true"]
     config = runner.validate(config_lib.apply_overrides(balance_experiment.get_config("cpu"), overrides), build=False)
