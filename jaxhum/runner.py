@@ -510,13 +510,13 @@ def train(
 # ----------------------------------------------------------------------------- command line
 
 
-class _UsageError(Exception):
-    pass
+class UsageError(Exception):
+    """A bad command line (unknown flag, missing value): one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of usage + message
-        raise _UsageError(message)
+        raise UsageError(message)
 
 
 # Convenience flags: each is a plain alias of an override on one config field.
@@ -595,7 +595,7 @@ def prepare(
     refused here. The same holds for `--resume` (the saved config's task is built).
 
     Raises:
-      ConfigError / CheckpointError / _UsageError: bad input, one line each.
+      ConfigError / CheckpointError / UsageError: bad input, one line each.
     """
     args = make_parser(name, presets).parse_intermixed_args(argv)
     overrides = _overrides_from_args(args)
@@ -699,7 +699,7 @@ def run_cli(
     """
     try:
         prepared = prepare(get_config, argv, name, presets)
-    except (ConfigError, checkpoint_lib.CheckpointError, _UsageError) as err:
+    except (ConfigError, checkpoint_lib.CheckpointError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if prepared.print_only:

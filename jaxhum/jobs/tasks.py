@@ -52,7 +52,7 @@ class Task:
 
         try:
             return runner.prepare(self.get_config, list(argv), self.name, self.presets)
-        except (ConfigError, CheckpointError, runner._UsageError) as err:
+        except (ConfigError, CheckpointError, runner.UsageError) as err:
             raise InvalidJob(" ".join(str(err).split())) from None
 
 
