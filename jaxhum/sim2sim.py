@@ -101,12 +101,12 @@ def native_figures(native: Sequence[dict[str, float]], dt: float,
     `evaluation.summarize` defines them: success = not fallen and every mean tracking error within
     its bound (`tracking_bounds`, {name: bound}); `tracking/<name>`: mean of the episodes' means
     (None if not finite)."""
-    bounds, length = dict(tracking_bounds or {}), sum(e["length"] for e in native)
+    length = sum(e["length"] for e in native)
     names = sorted(k for k in native[0] if k.startswith(TRACKING_PREFIX))
+    bounds = {TRACKING_PREFIX + k: v for k, v in (tracking_bounds or {}).items()}
 
     def success(e: dict[str, float]) -> bool:
-        within = all(e[n] <= bounds[n[len(TRACKING_PREFIX):]] for n in names if n[len(TRACKING_PREFIX):] in bounds)
-        return e["terminated"] == 0.0 and within
+        return e["terminated"] == 0.0 and all(e[n] <= bounds[n] for n in names if n in bounds)
 
     figures = {
         "success_rate": float(np.mean([success(e) for e in native])),

@@ -566,7 +566,8 @@ def _deploy_spec(config: JoystickConfig, robot: robots.Robot, idx: robots.RobotI
     def host_tracking(*, model: mujoco.MjModel, data: mujoco.MjData, command) -> dict[str, float]:
         """`tracking_errors` of the step that reached native `data` under `command` (3,)."""
         del model
-        errors = tracking_errors(np.asarray(command, np.float32), data.sensordata[idx.linvel], data.sensordata[idx.gyro])
+        command = np.asarray(command, np.float32)
+        errors = tracking_errors(command, data.sensordata[idx.linvel], data.sensordata[idx.gyro])
         return {k: float(v) for k, v in errors.items()}
 
     return position_control_deploy(robot, idx, host_observation, host_terminated, host_tracking)
