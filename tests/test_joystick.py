@@ -1,5 +1,6 @@
 """joystick on jh1: command sampling and resampling, reward terms by hand, smoke under jit(vmap),
-critic observation, with_command, host observation = MJX observation, evaluation metrics, presets.
+critic observation, with_command, host observation = MJX observation, sim2sim's native episode on
+the MJX command schedule with MJX's tracking errors, evaluation metrics, presets.
 
 The robot's MJX compile is slow on the CPU: the env's reset and step are compiled once per module.
 """
