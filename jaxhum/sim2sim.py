@@ -7,11 +7,17 @@ loaded the same way, with the same solver options), with the task's observation 
 `MjData` in numpy (`env.deploy.host_observation`), the same action -> ctrl mapping and
 `n_substeps = env.dt / timestep` physics steps per control step. Each native episode starts
 from the same reset state (qpos, qvel) as the matching MJX episode. Printed and written to
-RUN_DIR/sim2sim.json: success rate, forward velocity (and tracking errors for command tasks)
-of both engines. A command task's native episode holds the first command of its MJX episode
-for the whole episode; MJX resamples it as the task's config says (`resample_seconds`), so the
-two engines see the same commands only for a task trained or configured with
-`resample_seconds=0`.
+RUN_DIR/sim2sim.json: success rate, fall rate, forward velocity and episode length of both
+engines. A command task's native episode follows the command schedule of its MJX episode
+(`env.command_schedule`: the task's own `next_command` scanned from the reset state's info, which
+no physics moves): the same commands, resampled every `resample_seconds` at the same steps, reach
+the host observation at the same step as MJX's. Its tracking errors (`tracking/vx`,
+`tracking/yaw`) are measured as MJX evaluation measures them (`env.deploy.host_tracking`: the
+step's base-frame velocimeter vx and gyro yaw rate against the command the step was taken under,
+averaged over the steps of the episode, the one that ended it included, then over episodes), and
+its success applies the task's tracking bounds as MJX's does. Randomization (noise, lag, latency,
+randomized physics, pushes) is MJX-only: a run trained with it is evaluated under it in MJX, while
+the native side runs the nominal model.
 
 Bad input: one line `error: <field>: <constraint>` on stderr, exit 2.
 """
@@ -29,26 +35,35 @@ import numpy as np
 from jaxhum import checkpoint
 
 SIM2SIM_FILE = "sim2sim.json"
+TRACKING_PREFIX = "tracking/"  # = jaxhum.evaluation.TRACKING_PREFIX (not imported: it imports JAX)
 
 
 def reset_states(env: Any, episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """qpos (N, nq), qvel (N, nv) of the N reset states MJX evaluation with this seed starts from,
-    and for a command task their first commands (N, command_size) (None for other tasks)."""
+    """qpos (N, nq), qvel (N, nv) of the N reset states MJX evaluation with this seed starts from
+    (`evaluation.make_episode_evaluator`: `vmap(env.reset)` over `split(key(seed), N)`), and for a
+    command task their command schedules (N, episode_length + 1, 3) (`env.command_schedule`: entry
+    t is the command in the observation after step t, the one step t + 1 is tracked under); None
+    for other tasks."""
     import jax
 
     keys = jax.random.split(jax.random.key(seed), episodes)
-    state = jax.device_get(jax.jit(jax.vmap(env.reset))(keys))
-    command = state.info.get("command") if isinstance(state.info, dict) else None
-    return (np.asarray(state.data.qpos, np.float64), np.asarray(state.data.qvel, np.float64),
-            None if command is None else np.asarray(command, np.float32))
+    state = jax.jit(jax.vmap(env.reset))(keys)
+    schedule = getattr(env, "command_schedule", None)
+    commands = None if schedule is None else jax.jit(jax.vmap(schedule))(state.info)
+    data = jax.device_get(state.data)
+    return (np.asarray(data.qpos, np.float64), np.asarray(data.qvel, np.float64),
+            None if commands is None else np.asarray(commands, np.float32))
 
 
 def native_episode(env: Any, policy: Any, qpos: np.ndarray, qvel: np.ndarray,
-                   command: np.ndarray | None = None) -> dict[str, float]:
+                   commands: np.ndarray | None = None) -> dict[str, float]:
     """One episode of a numpy policy in native MuJoCo from (qpos, qvel).
 
-    A command task's `command` is held for the whole episode (passed to the host observation).
-    Returns length (steps), terminated (0/1), distance (m, whole-body com along +x).
+    `commands` (episode_length + 1, 3): a command task's schedule (`reset_states`), as MJX steps
+    it: the observation after step t shows `commands[t]`, and step t + 1's tracking errors
+    (`env.deploy.host_tracking`) are those under `commands[t]`.
+    Returns length (steps), terminated (0/1), distance (m, whole-body com along +x) and, given
+    `commands`, `tracking/<name>`: the mean over the steps taken (the one that ended it included).
     """
     import mujoco
 
@@ -57,26 +72,58 @@ def native_episode(env: Any, policy: Any, qpos: np.ndarray, qvel: np.ndarray,
     data = mujoco.MjData(model)
     data.qpos[:], data.qvel[:] = qpos, qvel
     mujoco.mj_forward(model, data)
-    last_action = np.zeros(env.action_size, np.float32)
-    extra = {} if command is None else {"command": command}
-    obs = spec.host_observation(model=model, data=data, last_action=last_action, **extra)
-    x0, terminated, steps = float(data.subtree_com[0, 0]), False, 0
+
+    def observe(last_action: np.ndarray, t: int) -> np.ndarray:
+        extra = {} if commands is None else {"command": commands[t]}
+        return spec.host_observation(model=model, data=data, last_action=last_action, **extra)
+
+    obs = observe(np.zeros(env.action_size, np.float32), 0)
+    x0, terminated, steps, tracking = float(data.subtree_com[0, 0]), False, 0, {}
     while steps < env.episode_length and not terminated:
         action = policy(obs)
         data.ctrl[spec.actuator_ids] = policy.ctrl(action)
         mujoco.mj_step(model, data, nstep=n_substeps)
+        if commands is not None:
+            for name, error in spec.host_tracking(model=model, data=data, command=commands[steps]).items():
+                tracking[name] = tracking.get(name, 0.0) + error
         steps += 1
-        last_action = action
-        obs = spec.host_observation(model=model, data=data, last_action=last_action, **extra)
+        obs = observe(action, steps)
         terminated = spec.host_terminated(model=model, data=data)
         if not np.all(np.isfinite(data.qpos)):
             terminated = True  # a diverged simulation counts as a failure, never silently
-    return {"length": steps, "terminated": float(terminated), "distance": float(data.subtree_com[0, 0]) - x0}
+    return {"length": steps, "terminated": float(terminated), "distance": float(data.subtree_com[0, 0]) - x0,
+            **{name: total / steps for name, total in tracking.items()}}
+
+
+def native_figures(native: Sequence[dict[str, float]], dt: float,
+                   tracking_bounds: dict[str, float] | None = None) -> dict[str, Any]:
+    """The report's figures of N native episodes (`native_episode`'s dicts), as
+    `evaluation.summarize` defines them: success = not fallen and every mean tracking error within
+    its bound (`tracking_bounds`, {name: bound}); `tracking/<name>`: mean of the episodes' means
+    (None if not finite)."""
+    length = sum(e["length"] for e in native)
+    names = sorted(k for k in native[0] if k.startswith(TRACKING_PREFIX))
+    bounds = {TRACKING_PREFIX + k: v for k, v in (tracking_bounds or {}).items()}
+
+    def success(e: dict[str, float]) -> bool:
+        return e["terminated"] == 0.0 and all(e[n] <= bounds[n] for n in names if n in bounds)
+
+    figures = {
+        "success_rate": float(np.mean([success(e) for e in native])),
+        "fall_rate": float(np.mean([e["terminated"] for e in native])),
+        "forward_velocity": sum(e["distance"] for e in native) / (length * dt),
+        "episode_length": length / len(native),
+    }
+    for name in names:
+        mean = float(np.mean([e[name] for e in native]))
+        figures[name] = mean if np.isfinite(mean) else None
+    return figures
 
 
 def compare(run: checkpoint.LoadedRun, policy: Any, episodes: int, seed: int,
             mjx_report: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Native MuJoCo (numpy policy) against MJX (JAX policy) on the same reset states.
+    """Native MuJoCo (numpy policy) against MJX (JAX policy) on the same reset states and, for a
+    command task, the same command schedules.
 
     `mjx_report`: `jaxhum.evaluate.evaluate_run(run, episodes, seed)` if already computed.
     """
@@ -88,23 +135,15 @@ def compare(run: checkpoint.LoadedRun, policy: Any, episodes: int, seed: int,
     if commands is None:
         commands = [None] * episodes
     native = [native_episode(run.env, policy, q, v, c) for q, v, c in zip(qpos, qvel, commands)]
-    length = sum(e["length"] for e in native)
-    # success_rate also applies a command task's tracking bounds in MJX (not measured natively):
-    # fall_rate is the figure both engines measure alike.
     keys = ["success_rate", "fall_rate", "forward_velocity", "episode_length"]
-    keys += [k for k in mjx_report if k.startswith("tracking/")]
+    keys += [k for k in mjx_report if k.startswith(TRACKING_PREFIX)]
     return {
         "run_dir": str(run.run_dir),
         "task": run.config.env_name,
         "checkpoint_step": run.step,
         "episodes": episodes,
         "seed": seed,
-        "mujoco": {
-            "success_rate": float(np.mean([e["terminated"] == 0.0 for e in native])),
-            "fall_rate": float(np.mean([e["terminated"] for e in native])),
-            "forward_velocity": sum(e["distance"] for e in native) / (length * run.env.dt),
-            "episode_length": length / episodes,
-        },
+        "mujoco": native_figures(native, run.env.dt, getattr(run.env, "tracking_bounds", None)),
         "mjx": {k: mjx_report[k] for k in keys},
     }
 
@@ -112,10 +151,11 @@ def compare(run: checkpoint.LoadedRun, policy: Any, episodes: int, seed: int,
 def format_table(report: dict[str, Any]) -> str:
     lines = [f"{report['task']} checkpoint {report['checkpoint_step']}, {report['episodes']} episodes, seed {report['seed']}",
              f"  {'':<20} {'MJX':>10} {'MuJoCo':>10}"]
+    def text(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4g}"
+
     for key in report["mjx"]:
-        native = report["mujoco"].get(key)
-        native_text = "n/a" if native is None else f"{native:.4g}"
-        lines.append(f"  {key:<20} {report['mjx'][key]:>10.4g} {native_text:>10}")
+        lines.append(f"  {key:<20} {text(report['mjx'][key]):>10} {text(report['mujoco'].get(key)):>10}")
     return "\n".join(lines)
 
 

@@ -236,6 +236,31 @@ def test_sim2sim_native_mujoco_matches_mjx(run, mjx_report, tmp_path):
     assert native["success_rate"] == ref["success_rate"]
     assert native["forward_velocity"] == pytest.approx(ref["forward_velocity"], abs=0.02)
     assert "MuJoCo" in sim2sim.format_table(report)
+    # A task without commands: no tracking figures.
+    assert set(native) == {"success_rate", "fall_rate", "forward_velocity", "episode_length"}
+
+
+def test_sim2sim_native_figures_hand_derived():
+    """Native figures as `evaluation.summarize` defines them: success needs no fall and every mean
+    tracking error within its bound; tracking figures are the mean of the episodes' means."""
+    native = [
+        {"length": 10, "terminated": 0.0, "distance": 1.0, "tracking/vx": 0.1, "tracking/yaw": 0.1},
+        {"length": 10, "terminated": 0.0, "distance": 2.0, "tracking/vx": 0.3, "tracking/yaw": 0.1},  # vx off
+        {"length": 5, "terminated": 1.0, "distance": 0.0, "tracking/vx": 0.0, "tracking/yaw": 0.0},  # fell
+        {"length": 15, "terminated": 0.0, "distance": 1.0, "tracking/vx": 0.1, "tracking/yaw": 0.3},  # yaw off
+    ]
+    figures = sim2sim.native_figures(native, dt=0.02, tracking_bounds={"vx": 0.15, "yaw": 0.2})
+    assert figures["success_rate"] == 0.25 and figures["fall_rate"] == 0.25
+    assert figures["forward_velocity"] == pytest.approx(4.0 / (40 * 0.02))
+    assert figures["episode_length"] == 10.0
+    assert figures["tracking/vx"] == pytest.approx(0.125) and figures["tracking/yaw"] == pytest.approx(0.125)
+    assert sim2sim.native_figures(native, dt=0.02)["success_rate"] == 0.75  # no bounds: falls only
+    nan = sim2sim.native_figures([{**native[0], "tracking/vx": math.nan}], dt=0.02, tracking_bounds={"vx": 0.15})
+    assert nan["tracking/vx"] is None and nan["success_rate"] == 0.0
+    report = {"task": "joystick", "checkpoint_step": 4, "episodes": 4, "seed": 0,
+              "mjx": {"success_rate": 0.5, "tracking/vx": 0.12, "tracking/yaw": None}, "mujoco": figures}
+    rows = {line.split()[0]: line.split()[1:] for line in sim2sim.format_table(report).splitlines()[2:]}
+    assert rows["tracking/vx"] == ["0.12", "0.125"] and rows["tracking/yaw"] == ["n/a", "0.125"]
 
 
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # ffmpeg's subprocess when reading back

@@ -1,5 +1,6 @@
 """joystick on jh1: command sampling and resampling, reward terms by hand, smoke under jit(vmap),
-critic observation, with_command, host observation = MJX observation, evaluation metrics, presets.
+critic observation, with_command, host observation = MJX observation, sim2sim's native episode on
+the MJX command schedule with MJX's tracking errors, evaluation metrics, presets.
 
 The robot's MJX compile is slow on the CPU: the env's reset and step are compiled once per module.
 """
@@ -21,6 +22,10 @@ from jaxhum.rl import evaluation as rl_evaluation
 NUM_ENVS = 3
 EPISODE_SECONDS = 0.1  # 5 control steps of 20 ms
 RESAMPLE_SECONDS = 0.04  # a new command every 2 steps
+# Mean tracking errors, native MuJoCo (float64) against MJX (float32), 5 steps of random full-scale
+# actions: the engines' contacts drift apart (joint velocities by up to ~2.5 rad/s by step 4; the
+# means measured 0.007 apart); a tenth of the tracking bounds.
+SIM2SIM_ATOL = 0.02
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +212,73 @@ def test_host_observation_equals_mjx(env, rollout):
                                atol=1e-5)
     assert t > 0
     assert not env.deploy.host_terminated(model=env.sim.mj_model, data=data)
+
+
+def _rollout_actions(env):
+    """(6, NUM_ENVS, A) the actions `rollout` steps with."""
+    return np.stack([np.asarray(jax.random.uniform(jax.random.PRNGKey(10 + i), (NUM_ENVS, env.action_size),
+                                                   minval=-1.0, maxval=1.0)) for i in range(6)])
+
+
+def test_command_schedule_is_the_mjx_command_sequence(env, first_batch, rollout):
+    """The schedule from the reset info alone (no physics) is the command MJX's observation shows
+    after each step of the episode, under random actions, across resample boundaries."""
+    schedule = np.asarray(jax.jit(jax.vmap(env.command_schedule))(first_batch.info))
+    assert schedule.shape == (NUM_ENVS, env.episode_length + 1, 3)
+    for t, state in enumerate([first_batch, *rollout[:4]]):  # rollout[4] ends the episode (autoreset)
+        np.testing.assert_array_equal(schedule[:, t], np.asarray(state.info["command"]))
+        np.testing.assert_array_equal(schedule[:, t], np.asarray(state.obs[:, 6:9]))
+    # every 2 steps: new commands after steps 2 and 4, the last entry one more tick of the key
+    assert not np.allclose(schedule[:, 2], schedule[:, 1]) and not np.allclose(schedule[:, 4], schedule[:, 3])
+    np.testing.assert_array_equal(schedule[:, 5], schedule[:, 4])
+    # a resample period longer than the episode holds the reset's command
+    held = joystick.command_schedule(jax.tree.map(lambda x: x[0], first_batch.info), env.config, 0, 4)
+    np.testing.assert_array_equal(np.asarray(held), np.tile(np.asarray(first_batch.info["command"][0]), (5, 1)))
+
+
+class _Replay:
+    """A numpy policy (`deploy.Policy`'s interface) that plays back actions (T, A), recording the
+    observations it is shown."""
+
+    def __init__(self, actions, spec):
+        self.actions, self.spec, self.seen = actions, spec, []
+
+    def __call__(self, obs):
+        self.seen.append(np.asarray(obs))
+        return self.actions[len(self.seen) - 1].astype(np.float32)
+
+    def ctrl(self, action):
+        s = self.spec
+        return np.clip(s.ctrl_offset + s.ctrl_scale * np.clip(action, -1.0, 1.0), s.ctrl_min, s.ctrl_max)
+
+
+def test_native_episode_follows_the_schedule_and_tracks_as_mjx(env, first_batch, rollout):
+    """sim2sim's native episode on MJX's actions: the observation after each step shows the same
+    command (changing at the same steps), previous action and gait clock as MJX's, and the
+    episode's mean tracking errors match the MJX rollout's."""
+    from jaxhum import sim2sim
+
+    schedule = np.asarray(jax.jit(jax.vmap(env.command_schedule))(first_batch.info))
+    actions = _rollout_actions(env)
+    mjx_obs = np.stack([np.asarray(s.obs) for s in [first_batch, *rollout[:4]]])  # (5, N, obs)
+    offsets = np.cumsum([0] + [size for _, size in env.observation_layout])
+    part = {name: slice(offsets[k], offsets[k + 1]) for k, (name, _) in enumerate(env.observation_layout)}
+    for i in range(NUM_ENVS):
+        policy = _Replay(actions[:, i], env.deploy)
+        qpos, qvel = (np.asarray(x[i], np.float64) for x in (first_batch.data.qpos, first_batch.data.qvel))
+        native = sim2sim.native_episode(env, policy, qpos, qvel, schedule[i])
+        assert native["length"] == env.episode_length and native["terminated"] == 0.0
+        seen = np.stack(policy.seen)  # (5, obs): before steps 1..5
+        np.testing.assert_array_equal(seen[:, part["velocity_command"]], schedule[i, :5])
+        np.testing.assert_array_equal(seen[:, part["velocity_command"]], mjx_obs[:, i, part["velocity_command"]])
+        np.testing.assert_allclose(seen[:, part["previous_action"]], mjx_obs[:, i, part["previous_action"]], atol=1e-6)
+        np.testing.assert_allclose(seen[:, part["gait_phase"]], mjx_obs[:, i, part["gait_phase"]], atol=1e-5)
+        for name in ("tracking/vx", "tracking/yaw"):
+            mjx_mean = np.mean([float(s.metrics[name][i]) for s in rollout[:5]])
+            assert native[name] == pytest.approx(mjx_mean, abs=SIM2SIM_ATOL), name
+    # hand-derived: the errors of a step are |command - sensor| of the command it was taken under
+    errors = joystick.tracking_errors(np.float32([0.5, 0.1, -0.2]), np.float32([0.3, 9.0, 9.0]), np.float32([9, 9, 0.1]))
+    assert errors["tracking/vx"] == pytest.approx(0.2) and errors["tracking/yaw"] == pytest.approx(0.3)
 
 
 # ----------------------------------------------------------------------------- reward terms by hand

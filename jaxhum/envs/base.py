@@ -154,6 +154,9 @@ class DeploySpec:
       host_terminated: `(*, model, data) -> bool`, the task's termination on native data.
       robot: JSON-able robot facts for an exported policy's policy.json (home pose, PD gains,
         torque limits, ... whatever the robot has; None where it has none).
+      host_tracking: a command task's `(*, model, data, command (3,)) -> {'tracking/<name>':
+        float}`, the tracking errors (the step's `tracking/...` metrics) of the control step that
+        reached native `data` under `command`; None for other tasks.
     """
 
     ctrl_offset: Any
@@ -164,6 +167,7 @@ class DeploySpec:
     host_observation: Callable[..., Any]
     host_terminated: Callable[..., bool]
     robot: Mapping[str, Any]
+    host_tracking: Callable[..., Mapping[str, float]] | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

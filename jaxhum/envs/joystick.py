@@ -227,9 +227,12 @@ class JoystickConfig:
 @dataclasses.dataclass(frozen=True, eq=False)
 class JoystickEnv(Env):
     """`Env` with the bounds `python -m jaxhum.evaluate` applies to each episode's mean tracking
-    errors (an episode succeeds only within them): the issue's target, 0.15 m/s and 0.2 rad/s."""
+    errors (an episode succeeds only within them): the issue's target, 0.15 m/s and 0.2 rad/s;
+    and `command_schedule(info) -> (episode_length + 1, 3)`, `command_schedule` with this env's
+    config, resample period and episode length (`jaxhum.sim2sim` drives native episodes with it)."""
 
     tracking_bounds: Mapping[str, float] = dataclasses.field(default_factory=lambda: TRACKING_BOUNDS)
+    command_schedule: Any = None
 
 
 def sample_command(key: jax.Array, config: JoystickConfig) -> jax.Array:
@@ -264,6 +267,35 @@ def next_command(info: dict[str, Any], config: JoystickConfig, every: int) -> di
         "command": jnp.where(due, sample_command(sub, config), info["command"]),
         "resample_in": jnp.where(due, every, left).astype(jnp.int32),
     }
+
+
+def followed_command(info: dict[str, Any]) -> jax.Array:
+    """(3,) the command the robot is told to follow: the drawn one, times the command level when
+    `info` carries curriculum levels (1.0 outside training)."""
+    if CURRICULUM_INFO_KEY not in info:
+        return info["command"]
+    return info[CURRICULUM_INFO_KEY]["command"] * info["command"]
+
+
+def command_schedule(info: dict[str, Any], config: JoystickConfig, every: int, length: int) -> jax.Array:
+    """(length + 1, 3) the followed commands of an episode started with `info` (a reset state's):
+    entry t is the command in the observation after step t (0: the reset's) and the command step
+    t + 1 is taken and tracked under. Pure and physics-free: only `next_command` moves the command."""
+
+    def tick(carry: dict[str, Any], _: None) -> tuple[dict[str, Any], jax.Array]:
+        carry = next_command(carry, config, every)
+        return carry, followed_command(carry)
+
+    keys = ("command", "key", "resample_in", CURRICULUM_INFO_KEY)
+    _, later = jax.lax.scan(tick, {k: info[k] for k in keys if k in info}, None, length=length)
+    return jnp.concatenate([followed_command(info)[None], later])
+
+
+def tracking_errors(command: Any, local_linvel: Any, angvel: Any) -> dict[str, Any]:
+    """A step's tracking errors: `tracking/vx` |vx_cmd - vx| (m/s, base-frame velocimeter) and
+    `tracking/yaw` |yaw_rate_cmd - w_z| (rad/s, gyro), from the command (3,) the step was taken
+    under and the sensors (3,) after it. jnp or numpy arrays alike."""
+    return {"tracking/vx": abs(command[0] - local_linvel[0]), "tracking/yaw": abs(command[2] - angvel[2])}
 
 
 def with_command(env: Env, state: EnvState, command: Any, hold: bool = True) -> EnvState:
@@ -368,12 +400,6 @@ def make(config: JoystickConfig, name: str = "joystick") -> JoystickEnv:
     rand = randomization.build(config.randomization, sim, idx, layout, dt)
     levels = config.curriculum_names
 
-    def followed_command(info) -> jax.Array:
-        """(3,) the command the robot is told to follow: the drawn one, times the command level."""
-        if not levels:
-            return info["command"]
-        return info[CURRICULUM_INFO_KEY]["command"] * info["command"]
-
     def critic_observe(obs, data, info, foot_vel_xy) -> jax.Array:
         return jnp.concatenate([
             obs,
@@ -428,8 +454,7 @@ def make(config: JoystickConfig, name: str = "joystick") -> JoystickEnv:
             "fell": fell,
         }
         reward, metrics = rewards.weighted_sum(REWARD_TERMS, weights, context)
-        metrics["tracking/vx"] = jnp.abs(command[0] - local_linvel[0])
-        metrics["tracking/yaw"] = jnp.abs(command[2] - angvel[2])
+        metrics.update(tracking_errors(command, local_linvel, angvel))
         metrics["fall"] = fell.astype(jnp.float32)
         if config.randomization.pushes_on:
             metrics["push_magnitude"] = jnp.zeros((), jnp.float32) if push is None else push
@@ -509,6 +534,7 @@ def make(config: JoystickConfig, name: str = "joystick") -> JoystickEnv:
         critic_observation_size=obs_size + CRITIC_EXTRA_SIZE,
         fresh_starts=True,
         curriculum=levels,
+        command_schedule=lambda info: command_schedule(info, config, every, episode_length),
     )
 
 
@@ -537,4 +563,11 @@ def _deploy_spec(config: JoystickConfig, robot: robots.Robot, idx: robots.RobotI
         del model
         return bool(config.terminate_on_fall and data.xpos[idx.root_body_id, 2] < fall_height)
 
-    return position_control_deploy(robot, idx, host_observation, host_terminated)
+    def host_tracking(*, model: mujoco.MjModel, data: mujoco.MjData, command) -> dict[str, float]:
+        """`tracking_errors` of the step that reached native `data` under `command` (3,)."""
+        del model
+        command = np.asarray(command, np.float32)
+        errors = tracking_errors(command, data.sensordata[idx.linvel], data.sensordata[idx.gyro])
+        return {k: float(v) for k, v in errors.items()}
+
+    return position_control_deploy(robot, idx, host_observation, host_terminated, host_tracking)

@@ -261,7 +261,8 @@ def _deploy_spec(config: WalkConfig, robot: robots.Robot, idx: robots.RobotIndex
     return position_control_deploy(robot, idx, host_observation, host_terminated)
 
 
-def position_control_deploy(robot: robots.Robot, idx: robots.RobotIndex, host_observation, host_terminated) -> DeploySpec:
+def position_control_deploy(robot: robots.Robot, idx: robots.RobotIndex, host_observation, host_terminated,
+                            host_tracking=None) -> DeploySpec:
     """The `DeploySpec` of a task that drives one of our position-actuated robots with
     `target = home + action_scale * a` (walk, joystick): its action mapping and robot facts,
     with the task's own host observation and termination."""
@@ -273,6 +274,7 @@ def position_control_deploy(robot: robots.Robot, idx: robots.RobotIndex, host_ob
         actuator_ids=np.asarray(idx.actuator_ids),
         host_observation=host_observation,
         host_terminated=host_terminated,
+        host_tracking=host_tracking,
         robot={
             "name": robot.name,
             "actuators": "position (PD inside the physics): torque = kp (target - q) - kd qdot, clipped to torque_limit",
