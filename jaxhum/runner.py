@@ -344,6 +344,18 @@ def _seed_slice(tree: Any, index: int | None) -> Any:
     return tree if index is None else jax.tree.map(lambda x: x[index], tree)
 
 
+def _stack_on_host(*leaves: Any) -> Any:
+    """The seeds' restored leaves stacked on a new leading axis, in numpy: `jnp.stack` would
+    compile one small program per leaf shape. Uncommitted, as the leaves of a fresh init."""
+    import jax
+    import numpy as np
+
+    if jax.dtypes.issubdtype(leaves[0].dtype, jax.dtypes.prng_key):
+        data = np.stack([np.asarray(jax.random.key_data(x)) for x in leaves])
+        return jax.random.wrap_key_data(jax.device_put(data), impl=jax.random.key_impl(leaves[0]))
+    return jax.device_put(np.stack([np.asarray(x) for x in leaves]))
+
+
 def _unstacked(template: Any) -> Any:
     """A one-seed state template from a stacked one (drops the leading seed axis)."""
     import jax
@@ -403,7 +415,7 @@ def train(
         template = state_template(trainer, config)
         step = _newest_common_step(seed_runs)
         parts = [r.restore(_unstacked(template) if multi else template, step, messages.append) for r in seed_runs]
-        state = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *parts) if multi else parts[0]
+        state = jax.tree.map(_stack_on_host, *parts) if multi else parts[0]
     else:  # a fine-tuned run starts from init_from's policy, value and normalizer (resume ignores it)
         state = finetune.init_state(trainer, config, train_key) if config.init_from else trainer.init(train_key)
     start_iteration = int(jax.device_get(state.iteration).max())
