@@ -356,6 +356,22 @@ def _stack_on_host(*leaves: Any) -> Any:
     return jax.device_put(np.stack([np.asarray(x) for x in leaves]))
 
 
+_STATE_SLICE: Any = None  # jitted (tree, index) -> tree[index]
+
+
+def _seed_state(state: Any, index: int | None) -> Any:
+    """Seed `index` of a stacked TrainState on the device, in one jitted program for all its
+    leaves and seeds (indexing leaf by leaf compiles a small program per leaf shape and index)."""
+    import jax
+
+    global _STATE_SLICE
+    if index is None:
+        return state
+    if _STATE_SLICE is None:
+        _STATE_SLICE = jax.jit(lambda tree, i: jax.tree.map(lambda x: x[i], tree))
+    return _STATE_SLICE(state, index)
+
+
 def _unstacked(template: Any) -> Any:
     """A one-seed state template from a stacked one (drops the leading seed axis)."""
     import jax
@@ -446,7 +462,7 @@ def train(
 
     def save_all(it: int, state: Any) -> None:
         for r, index in zip(seed_runs, indices):
-            r.save(it * per_iteration, it, wall(r), _seed_slice(state, index))
+            r.save(it * per_iteration, it, wall(r), _seed_state(state, index))
 
     exit_code = 0
     try:
@@ -482,7 +498,7 @@ def train(
                             is_best = r.record_eval(last_eval, step, config.stop_at_eval_return)
                         r.last_row = r.log.log(step, wall(r), row)
                         if is_best:
-                            r.save(step, iteration, wall(r), _seed_slice(state, index), best=True)
+                            r.save(step, iteration, wall(r), _seed_state(state, index), best=True)
                     if evals is not None and not final and all(r.reached_step is not None for r in seed_runs):
                         final = True
                         total_iterations = iteration
