@@ -306,7 +306,9 @@ class CheckpointStore:
             shape = tuple(info.get("data_shape", info["shape"]))
             dtype = np.uint32 if info["dtype"] == "key" else np.dtype(info["dtype"])
             value = arrays[name_i] if name_i in arrays else np.zeros(shape, dtype)
-            value = jax.device_put(np.asarray(value), sharding)
+            # Uncommitted on the default device, as the arrays of a fresh `trainer.init` are: a
+            # committed argument would make the jitted trainer compile its iteration again.
+            value = jax.device_put(np.asarray(value))
             if value.shape != shape or value.dtype != dtype:
                 raise CheckpointError(f"state{info['path']}: stored array has shape {value.shape} "
                                       f"{value.dtype}, manifest says {shape} {dtype}")

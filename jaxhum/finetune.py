@@ -123,5 +123,8 @@ def init_state(trainer: Any, config: runs.RunConfig, key: jax.Array) -> Any:
     leaves = []
     for path, leaf in with_path:
         name = jax.tree_util.keystr(path)
-        leaves.append(jax.device_put(source[name], leaf.sharding) if _transferred(name) else leaf)
+        if _transferred(name):
+            # Committed only where the fresh leaf is (a mesh): an uncommitted state compiles as init's.
+            leaf = jax.device_put(source[name], leaf.sharding) if leaf.committed else jax.device_put(source[name])
+        leaves.append(leaf)
     return jax.tree_util.tree_unflatten(treedef, leaves)

@@ -344,6 +344,34 @@ def _seed_slice(tree: Any, index: int | None) -> Any:
     return tree if index is None else jax.tree.map(lambda x: x[index], tree)
 
 
+def _stack_on_host(*leaves: Any) -> Any:
+    """The seeds' restored leaves stacked on a new leading axis, in numpy: `jnp.stack` would
+    compile one small program per leaf shape. Uncommitted, as the leaves of a fresh init."""
+    import jax
+    import numpy as np
+
+    if jax.dtypes.issubdtype(leaves[0].dtype, jax.dtypes.prng_key):
+        data = np.stack([np.asarray(jax.random.key_data(x)) for x in leaves])
+        return jax.random.wrap_key_data(jax.device_put(data), impl=jax.random.key_impl(leaves[0]))
+    return jax.device_put(np.stack([np.asarray(x) for x in leaves]))
+
+
+_STATE_SLICE: Any = None  # jitted (tree, index) -> tree[index]
+
+
+def _seed_state(state: Any, index: int | None) -> Any:
+    """Seed `index` of a stacked TrainState on the device, in one jitted program for all its
+    leaves and seeds (indexing leaf by leaf compiles a small program per leaf shape and index)."""
+    import jax
+
+    global _STATE_SLICE
+    if index is None:
+        return state
+    if _STATE_SLICE is None:
+        _STATE_SLICE = jax.jit(lambda tree, i: jax.tree.map(lambda x: x[i], tree))
+    return _STATE_SLICE(state, index)
+
+
 def _unstacked(template: Any) -> Any:
     """A one-seed state template from a stacked one (drops the leading seed axis)."""
     import jax
@@ -403,7 +431,7 @@ def train(
         template = state_template(trainer, config)
         step = _newest_common_step(seed_runs)
         parts = [r.restore(_unstacked(template) if multi else template, step, messages.append) for r in seed_runs]
-        state = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *parts) if multi else parts[0]
+        state = jax.tree.map(_stack_on_host, *parts) if multi else parts[0]
     else:  # a fine-tuned run starts from init_from's policy, value and normalizer (resume ignores it)
         state = finetune.init_state(trainer, config, train_key) if config.init_from else trainer.init(train_key)
     start_iteration = int(jax.device_get(state.iteration).max())
@@ -434,7 +462,7 @@ def train(
 
     def save_all(it: int, state: Any) -> None:
         for r, index in zip(seed_runs, indices):
-            r.save(it * per_iteration, it, wall(r), _seed_slice(state, index))
+            r.save(it * per_iteration, it, wall(r), _seed_state(state, index))
 
     exit_code = 0
     try:
@@ -470,7 +498,7 @@ def train(
                             is_best = r.record_eval(last_eval, step, config.stop_at_eval_return)
                         r.last_row = r.log.log(step, wall(r), row)
                         if is_best:
-                            r.save(step, iteration, wall(r), _seed_slice(state, index), best=True)
+                            r.save(step, iteration, wall(r), _seed_state(state, index), best=True)
                     if evals is not None and not final and all(r.reached_step is not None for r in seed_runs):
                         final = True
                         total_iterations = iteration

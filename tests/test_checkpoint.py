@@ -183,3 +183,26 @@ def test_public_restore_refuses_missing_or_empty_dir(tmp_path):
     with pytest.raises(CheckpointError, match="no complete checkpoint"):
         checkpoint.restore(tmp_path / "empty")
     assert not any((tmp_path / "empty").iterdir())  # reading never creates anything
+
+
+def test_a_restored_state_runs_the_compiled_iteration_without_compiling_again(tmp_path):
+    """Restored leaves are placed as a fresh `init`'s are (uncommitted, default device): a resumed
+    run reuses the trainer's compiled iteration instead of compiling it a second time."""
+    import helpers
+    from jaxhum.rl import PPOConfig, make_train
+
+    config = PPOConfig(num_envs=4, unroll_length=2, num_minibatches=2, num_updates_per_batch=1,
+                       policy_hidden_sizes=(8,), value_hidden_sizes=(8,), num_eval_envs=2)
+    trainer = make_train(helpers.make_slider_env(), config, num_iterations=3)
+    state, _ = trainer.iteration(trainer.init(jax.random.key(0)))
+    store = CheckpointStore(tmp_path)
+    store.save(8, state, {}, {})
+    fresh = [x.committed for x in jax.tree.leaves(state)]
+    expected = [_bits(x) for x in jax.tree.leaves(trainer.iteration(state)[0])]  # donates `state`
+    restored = store.restore(template=jax.eval_shape(trainer.init, jax.random.key(0))).state
+    store.close()
+    assert [x.committed for x in jax.tree.leaves(restored)] == fresh == [False] * len(fresh)
+    compiled = trainer.iteration._cache_size()
+    again, _ = trainer.iteration(restored)
+    assert trainer.iteration._cache_size() == compiled
+    assert [_bits(x) for x in jax.tree.leaves(again)] == expected

@@ -58,6 +58,17 @@ def _wait_for_checkpoints(proc: subprocess.Popen, run_dir: pathlib.Path, count: 
         time.sleep(0.02)
 
 
+def _wait_for_log(proc: subprocess.Popen, run_dir: pathlib.Path, log: pathlib.Path, timeout: float = 600) -> None:
+    """Waits for the run's first metrics row (written after its first iterations ran)."""
+    deadline = time.monotonic() + timeout
+    metrics = run_dir / "metrics.jsonl"
+    while not (metrics.is_file() and metrics.stat().st_size > 0):
+        if proc.poll() is not None:
+            pytest.fail(f"run ended (status {proc.returncode}) before it logged:\n" + log.read_text()[-3000:])
+        assert time.monotonic() < deadline, "timed out waiting for the first log row"
+        time.sleep(0.05)
+
+
 def _final_leaves(run_dir: pathlib.Path) -> dict[str, tuple]:
     return helpers.checkpoint_leaves(run_dir, TOTAL)
 
@@ -70,8 +81,12 @@ def runs(tmp_path_factory, subprocess_env):
     logs = {name: root / f"{name}.log" for name in dirs}
 
     # Phase 1: three runs side by side; each interrupted one is signalled once its condition holds.
-    procs = {
-        "ref": _start([*TINY, "--out", str(dirs["ref"]), "--set", "eval_every=0"], env, logs["ref"]),
+    # The reference starts first: once it has logged, its init and iteration are compiled and in
+    # the shared persistent compilation cache, so the other two load them instead of compiling
+    # the same programs again at the same time.
+    procs = {"ref": _start([*TINY, "--out", str(dirs["ref"]), "--set", "eval_every=0"], env, logs["ref"])}
+    _wait_for_log(procs["ref"], dirs["ref"], logs["ref"])
+    procs |= {
         "term": _start([*TINY, "--out", str(dirs["term"]), "--set", f"eval_every={50 * ITERATION}"], env, logs["term"]),
         "kill": _start([*TINY, "--out", str(dirs["kill"]), "--set", "eval_every=0",
                         f"checkpoint_every={60 * ITERATION}"], env, logs["kill"]),
