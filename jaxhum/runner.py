@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import datetime
 import errno
+import functools
 import math
 import os
 import pathlib
@@ -356,20 +357,18 @@ def _stack_on_host(*leaves: Any) -> Any:
     return jax.device_put(np.stack([np.asarray(x) for x in leaves]))
 
 
-_STATE_SLICE: Any = None  # jitted (tree, index) -> tree[index]
+@functools.cache
+def _state_slicer() -> Callable[[Any, Any], Any]:
+    """The jitted `(tree, index) -> tree[index]`, built once (JAX is imported on first use)."""
+    import jax
+
+    return jax.jit(lambda tree, i: jax.tree.map(lambda x: x[i], tree))
 
 
 def _seed_state(state: Any, index: int | None) -> Any:
     """Seed `index` of a stacked TrainState on the device, in one jitted program for all its
     leaves and seeds (indexing leaf by leaf compiles a small program per leaf shape and index)."""
-    import jax
-
-    global _STATE_SLICE
-    if index is None:
-        return state
-    if _STATE_SLICE is None:
-        _STATE_SLICE = jax.jit(lambda tree, i: jax.tree.map(lambda x: x[i], tree))
-    return _STATE_SLICE(state, index)
+    return state if index is None else _state_slicer()(state, index)
 
 
 def _unstacked(template: Any) -> Any:
