@@ -45,6 +45,18 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": nn.tanh,
 }
 
+# Compute dtypes of the hidden layers. Parameters, the output layer and everything downstream
+# (log-probs, losses, optimiser) stay float32; 'bfloat16' runs the hidden matmuls and activations
+# in bfloat16 (mixed precision).
+COMPUTE_DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def get_compute_dtype(name: str) -> Any:
+    """Returns the dtype called ``name`` (one of ``COMPUTE_DTYPES``)."""
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype: must be one of {sorted(COMPUTE_DTYPES)}, got {name!r}")
+    return COMPUTE_DTYPES[name]
+
 
 def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
     """Returns the activation function called ``name`` (one of ``ACTIVATIONS``)."""
@@ -56,19 +68,21 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
 class MLP(nn.Module):
     """Fully connected net: Dense -> activation for each hidden layer, then a linear output layer.
 
-    Kernels use LeCun-uniform init and zero biases (brax's choice for these nets).
+    Kernels use LeCun-uniform init and zero biases (brax's choice for these nets). Parameters
+    are float32; the hidden layers compute in ``dtype`` and the output layer in float32.
     """
 
     hidden_sizes: Sequence[int]
     output_size: int
     activation: Callable[[jax.Array], jax.Array] = nn.swish
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         init = nn.initializers.lecun_uniform()
         for i, size in enumerate(self.hidden_sizes):
-            x = self.activation(nn.Dense(size, kernel_init=init, name=f"hidden_{i}")(x))
-        return nn.Dense(self.output_size, kernel_init=init, name="output")(x)
+            x = self.activation(nn.Dense(size, kernel_init=init, dtype=self.dtype, name=f"hidden_{i}")(x))
+        return nn.Dense(self.output_size, kernel_init=init, dtype=jnp.float32, name="output")(x)
 
 
 class Network(NamedTuple):
@@ -88,12 +102,15 @@ def make_policy_network(
     action_size: int,
     hidden_sizes: Sequence[int] = (32, 32, 32, 32),
     activation: str = "swish",
+    compute_dtype: str = "float32",
 ) -> Network:
-    """Policy MLP: obs (..., obs_size) -> distribution parameters (..., 2 * action_size).
+    """Policy MLP: obs (..., obs_size) -> distribution parameters (..., 2 * action_size), float32.
 
     The output is ``concat([loc, pre_softplus_scale], -1)``; see the module docstring.
+    ``compute_dtype``: the hidden layers' dtype (``COMPUTE_DTYPES``).
     """
-    module = MLP(tuple(hidden_sizes), 2 * action_size, get_activation(activation))
+    module = MLP(tuple(hidden_sizes), 2 * action_size, get_activation(activation),
+                 get_compute_dtype(compute_dtype))
 
     def init(key: jax.Array) -> Params:
         return module.init(key, jnp.zeros((1, obs_size), jnp.float32))
@@ -109,9 +126,10 @@ def make_value_network(
     obs_size: int,
     hidden_sizes: Sequence[int] = (256, 256, 256, 256, 256),
     activation: str = "swish",
+    compute_dtype: str = "float32",
 ) -> Network:
-    """Value MLP: obs (..., obs_size) -> V(obs) (...,)."""
-    module = MLP(tuple(hidden_sizes), 1, get_activation(activation))
+    """Value MLP: obs (..., obs_size) -> V(obs) (...,), float32; hidden layers in ``compute_dtype``."""
+    module = MLP(tuple(hidden_sizes), 1, get_activation(activation), get_compute_dtype(compute_dtype))
 
     def init(key: jax.Array) -> Params:
         return module.init(key, jnp.zeros((1, obs_size), jnp.float32))

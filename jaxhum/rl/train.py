@@ -48,7 +48,9 @@ from jaxhum.rl import parallel
 Params = Any
 Metrics = dict[str, jax.Array]
 
-LR_SCHEDULES = ("constant", "linear")
+LR_SCHEDULES = ("constant", "linear", "adaptive")
+# Bounds of the 'adaptive' learning rate, and its step factor.
+ADAPTIVE_LR_MIN, ADAPTIVE_LR_MAX, ADAPTIVE_LR_FACTOR = 1e-5, 1e-2, 1.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +67,13 @@ class PPOConfig:
       clip_epsilon: PPO ratio clip range epsilon.
       entropy_cost: weight of the entropy bonus.
       value_loss_coef: weight of the value loss 0.5 * mean (V - target)^2.
-      learning_rate: Adam learning rate (initial value for the 'linear' schedule).
-      lr_schedule: 'constant', or 'linear' decay to 0 over all gradient steps of the run.
+      learning_rate: Adam learning rate (initial value for the 'linear' and 'adaptive' schedules).
+      lr_schedule: 'constant'; 'linear' decay to 0 over all gradient steps of the run; or
+        'adaptive' (rsl_rl's rule): before each gradient step the rate is divided by 1.5 when the
+        minibatch's approximate KL between the rollout policy and the current one exceeds
+        2 * desired_kl, multiplied by 1.5 when it is below desired_kl / 2, and kept within
+        [1e-5, 1e-2]. The rate lives in the optimiser state, per seed.
+      desired_kl: the KL the 'adaptive' schedule steers to; unused by the others.
       max_grad_norm: gradients are clipped to this global norm (both networks together);
         0 turns clipping off (brax's humanoid PPO does not clip).
       reward_scaling: rewards are multiplied by this before GAE (value targets are in scaled units).
@@ -75,6 +82,8 @@ class PPOConfig:
       policy_hidden_sizes: hidden layer widths of the policy MLP.
       value_hidden_sizes: hidden layer widths of the value MLP.
       activation: hidden activation, 'swish' or 'tanh'.
+      compute_dtype: dtype of both networks' hidden layers, 'float32' or 'bfloat16' (mixed
+        precision: parameters, outputs, losses and the optimiser stay float32).
       num_eval_envs: environments used by Trainer.evaluate (one episode each).
       curriculum: how the levels of a task's curriculum move (`jaxhum.rl.curriculum`); unused
         by tasks that declare no curriculum names.
@@ -91,6 +100,7 @@ class PPOConfig:
     value_loss_coef: float = 0.5
     learning_rate: float = 3e-4
     lr_schedule: str = "constant"
+    desired_kl: float = 0.01
     max_grad_norm: float = 1.0
     reward_scaling: float = 0.1
     normalize_observations: bool = True
@@ -98,6 +108,7 @@ class PPOConfig:
     policy_hidden_sizes: tuple[int, ...] = (32, 32, 32, 32)
     value_hidden_sizes: tuple[int, ...] = (256, 256, 256, 256, 256)
     activation: str = "swish"
+    compute_dtype: str = "float32"
     num_eval_envs: int = 128
     curriculum: curriculum_lib.CurriculumConfig = dataclasses.field(default_factory=curriculum_lib.CurriculumConfig)
 
@@ -137,7 +148,7 @@ class PPOConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}: must be in [0, 1], got {value!r}")
-        for name in ("clip_epsilon", "learning_rate", "reward_scaling"):
+        for name in ("clip_epsilon", "learning_rate", "reward_scaling", "desired_kl"):
             value = getattr(self, name)
             if not value > 0.0:
                 raise ValueError(f"{name}: must be > 0, got {value!r}")
@@ -150,6 +161,10 @@ class PPOConfig:
         if self.activation not in networks.ACTIVATIONS:
             raise ValueError(
                 f"activation: must be one of {sorted(networks.ACTIVATIONS)}, got {self.activation!r}"
+            )
+        if self.compute_dtype not in networks.COMPUTE_DTYPES:
+            raise ValueError(
+                f"compute_dtype: must be one of {sorted(networks.COMPUTE_DTYPES)}, got {self.compute_dtype!r}"
             )
         for name in ("policy_hidden_sizes", "value_hidden_sizes"):
             sizes = getattr(self, name)
@@ -351,7 +366,10 @@ def _minibatch_step(
     grads, metrics = jax.grad(functools.partial(_loss, static), has_aux=True)(
         carry.params, minibatch, key
     )
-    updates, opt_state = static.optimizer.update(grads, carry.opt_state, carry.params)
+    opt_state = carry.opt_state
+    if static.config.lr_schedule == "adaptive":
+        opt_state = _adapt_learning_rate(static.config, opt_state, metrics["approx_kl"])
+    updates, opt_state = static.optimizer.update(grads, opt_state, carry.params)
     params = optax.apply_updates(carry.params, updates)
     return _SGDCarry(params=params, opt_state=opt_state), metrics
 
@@ -373,9 +391,28 @@ def _epoch_step(
     return jax.lax.scan(functools.partial(_minibatch_step, static), carry, (minibatches, keys))
 
 
+def _adapt_learning_rate(config: PPOConfig, opt_state: optax.OptState, approx_kl: jax.Array) -> optax.OptState:
+    """The optimiser state with its learning rate stepped towards ``config.desired_kl`` (see PPOConfig)."""
+    lr = optax.tree_utils.tree_get(opt_state, "learning_rate")
+    lr = jnp.where(approx_kl > 2.0 * config.desired_kl, lr / ADAPTIVE_LR_FACTOR,
+                   jnp.where(approx_kl < 0.5 * config.desired_kl, lr * ADAPTIVE_LR_FACTOR, lr))
+    return optax.tree_utils.tree_set(opt_state, learning_rate=jnp.clip(lr, ADAPTIVE_LR_MIN, ADAPTIVE_LR_MAX))
+
+
+def learning_rate(config: PPOConfig, schedule: optax.Schedule, state: TrainState) -> jax.Array:
+    """() float32: the learning rate of the state's next gradient step."""
+    if config.lr_schedule == "adaptive":
+        return jnp.asarray(optax.tree_utils.tree_get(state.opt_state, "learning_rate"), jnp.float32)
+    return jnp.asarray(schedule(state.iteration * config.gradient_steps_per_iteration), jnp.float32)
+
+
 def _make_optimizer(
     config: PPOConfig, num_iterations: int
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    clip = optax.clip_by_global_norm(config.max_grad_norm) if config.max_grad_norm > 0 else optax.identity()
+    if config.lr_schedule == "adaptive":  # the rate is a hyperparameter in the state, stepped by the KL
+        adam = optax.inject_hyperparams(optax.adam)(learning_rate=jnp.float32(config.learning_rate))
+        return optax.chain(clip, adam), optax.constant_schedule(config.learning_rate)
     if config.lr_schedule == "linear":
         schedule = optax.linear_schedule(
             init_value=config.learning_rate,
@@ -384,7 +421,6 @@ def _make_optimizer(
         )
     else:
         schedule = optax.constant_schedule(config.learning_rate)
-    clip = optax.clip_by_global_norm(config.max_grad_norm) if config.max_grad_norm > 0 else optax.identity()
     optimizer = optax.chain(clip, optax.adam(learning_rate=schedule))
     return optimizer, schedule
 
@@ -467,9 +503,7 @@ def _iteration(
 
     finished = carry.finished_count
     metrics = {f"train/{k}": jnp.mean(v) for k, v in sgd_metrics.items()}
-    metrics["train/learning_rate"] = jnp.asarray(
-        schedule(state.iteration * config.gradient_steps_per_iteration), jnp.float32
-    )
+    metrics["train/learning_rate"] = learning_rate(config, schedule, state)  # the rate this iteration began with
     metrics["train/episode_reward"] = carry.finished_return / jnp.maximum(finished, 1.0)
     metrics["train/episode_length"] = carry.finished_length / jnp.maximum(finished, 1.0)
     metrics["train/episodes_finished"] = finished
@@ -581,10 +615,11 @@ def make_train(
         env=env,
         config=config,
         policy_net=networks.make_policy_network(
-            env.observation_size, env.action_size, config.policy_hidden_sizes, config.activation
+            env.observation_size, env.action_size, config.policy_hidden_sizes, config.activation,
+            config.compute_dtype,
         ),
         value_net=networks.make_value_network(
-            _value_input_size(env), config.value_hidden_sizes, config.activation
+            _value_input_size(env), config.value_hidden_sizes, config.activation, config.compute_dtype
         ),
         optimizer=optimizer,
         minibatch_sharding=parallel.minibatch_sharding(mesh),
