@@ -119,10 +119,12 @@ def test_presets_are_valid_and_round_trip(preset):
 
 
 def test_gpu_preset_matches_brax_humanoid_settings():
+    """brax's humanoid settings, but for the entropy cost (1e-2, not 1e-3: see the preset)."""
     ppo = humanoid_run.get_config("gpu").ppo
     assert ppo.num_envs >= 2048 and ppo.policy_hidden_sizes == (32,) * 4 and ppo.value_hidden_sizes == (256,) * 5
     assert (ppo.discounting, ppo.reward_scaling, ppo.learning_rate, ppo.entropy_cost, ppo.clip_epsilon) == (
-        0.97, 0.1, 3e-4, 1e-3, 0.3)
+        0.97, 0.1, 3e-4, 1e-2, 0.3)
+    assert humanoid_run.get_config("cpu").ppo.entropy_cost == 1e-3
 
 
 def test_default_preset_follows_backend():
