@@ -371,6 +371,33 @@ def _seed_state(state: Any, index: int | None) -> Any:
     return state if index is None else _state_slicer()(state, index)
 
 
+def _eval_keys(eval_key: Any, iteration: int, multi: bool) -> Any:
+    """The evaluation key(s) of an iteration: fold_in(eval_key, iteration), per seed when multi."""
+    import jax
+
+    if multi:
+        return jax.vmap(jax.random.fold_in, in_axes=(0, None))(eval_key, iteration)
+    return jax.random.fold_in(eval_key, iteration)
+
+
+def _warm_evaluation(trainer: Any, config: RunConfig, state: Any, eval_key: Any) -> Any:
+    """Compiles (and runs once) the evaluation in a background thread, on a copy of the first
+    state, while the training iteration compiles and trains; None with several devices or
+    processes (their programs hold collectives, which must not run beside each other).
+
+    Otherwise the first evaluation compiles its program (tens of seconds for an MJX robot on a
+    GPU) between two training iterations, and that time counts against the run.
+    """
+    import jax
+
+    from jaxhum.rl import parallel
+
+    if jax.process_count() > 1 or parallel.device_count(config.devices or "all") > 1:
+        return None
+    keys = _eval_keys(eval_key, 0, config.num_seeds > 1)
+    return parallel.WarmUp(trainer.evaluate, jax.device_put(state, may_alias=False), keys)
+
+
 def _unstacked(template: Any) -> Any:
     """A one-seed state template from a stacked one (drops the leading seed axis)."""
     import jax
@@ -464,6 +491,8 @@ def train(
             r.save(it * per_iteration, it, wall(r), _seed_state(state, index))
 
     exit_code = 0
+    # The iteration donates its state: the warm-up evaluates a copy.
+    warm_up = _warm_evaluation(trainer, config, state, eval_key) if eval_every > 0 else None
     try:
         with _signal_flag() as stop:
             while iteration < total_iterations and stop.signum is None:
@@ -483,9 +512,10 @@ def train(
                         rate = (iteration - start_iteration) * per_iteration / (now - start_time)
                     evals = None
                     if evaluate:
-                        eval_keys = (jax.vmap(jax.random.fold_in, in_axes=(0, None))(eval_key, iteration) if multi
-                                     else jax.random.fold_in(eval_key, iteration))
-                        evals = jax.device_get(dict(trainer.evaluate(state, eval_keys)))
+                        if warm_up is not None:  # its compile is ours; an error there shows up here too
+                            warm_up.wait()
+                            warm_up = None
+                        evals = jax.device_get(dict(trainer.evaluate(state, _eval_keys(eval_key, iteration, multi))))
                     step = iteration * per_iteration
                     for r, index in zip(seed_runs, indices):
                         row = _to_host(_seed_slice(host_metrics, index))

@@ -8,6 +8,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import struct
 
@@ -231,3 +232,77 @@ def test_learning_point_mass():
           f"{time.time() - start:.1f}s")
     assert after > before + 0.5 * abs(before)
     assert last_train > first_train
+
+
+def test_adaptive_learning_rate_follows_the_kl_rule():
+    """rsl_rl's rule, by hand: /1.5 above 2 * desired_kl, *1.5 below desired_kl / 2, within bounds."""
+    from jaxhum.rl import train as train_lib
+
+    config = dataclasses.replace(SMALL, lr_schedule="adaptive", learning_rate=1e-3, desired_kl=0.01)
+    optimizer, _ = train_lib._make_optimizer(config, 10)
+    opt_state = optimizer.init({"w": jnp.zeros(3)})
+
+    def stepped(lr, kl):
+        state = optax.tree_utils.tree_set(opt_state, learning_rate=jnp.float32(lr))
+        return float(optax.tree_utils.tree_get(train_lib._adapt_learning_rate(config, state, jnp.float32(kl)),
+                                               "learning_rate"))
+
+    assert float(optax.tree_utils.tree_get(opt_state, "learning_rate")) == pytest.approx(1e-3)
+    assert stepped(1e-3, 0.03) == pytest.approx(1e-3 / 1.5)  # KL 0.03 > 0.02
+    assert stepped(1e-3, 0.001) == pytest.approx(1e-3 * 1.5)  # KL 0.001 < 0.005
+    assert stepped(1e-3, 0.01) == pytest.approx(1e-3)  # in [0.005, 0.02]: unchanged
+    assert stepped(1.2e-5, 1.0) == pytest.approx(1e-5)  # floor
+    assert stepped(9e-3, 0.0) == pytest.approx(1e-2)  # ceiling
+    with pytest.raises(ValueError, match="desired_kl"):
+        dataclasses.replace(config, desired_kl=0.0).validate()
+
+
+def test_adaptive_learning_rate_moves_with_training_and_is_reported():
+    """The rate lives in the optimiser state: it changes across iterations and train/learning_rate
+    reports the rate each iteration began with."""
+    env = make_point_env(episode_length=7)
+    config = dataclasses.replace(SMALL, lr_schedule="adaptive", learning_rate=5e-3, desired_kl=1e-4)
+    trainer = make_train(env, config, num_iterations=10)
+    state = trainer.init(jax.random.key(0))
+    rates = []
+    for _ in range(3):
+        state, metrics = trainer.iteration(state)
+        rates.append(float(metrics["train/learning_rate"]))
+    assert rates[0] == pytest.approx(5e-3)
+    assert rates[2] < rates[0]  # lr 5e-3 on 8x5 samples moves the policy far beyond KL 2e-4
+    from jaxhum.rl import train as train_lib
+
+    # Every rate is the initial one times 1.5^k, |k| <= the 12 gradient steps taken.
+    final = float(train_lib.learning_rate(config, None, state))
+    for rate in rates + [final]:
+        k = np.log(rate / 5e-3) / np.log(1.5)
+        assert abs(k - round(k)) < 1e-3 and abs(k) <= 12
+
+
+def test_bfloat16_compute_keeps_float32_params_and_outputs():
+    from jaxhum.rl import networks
+
+    nets = {dtype: (networks.make_policy_network(4, 2, (16, 16), "swish", dtype),
+                    networks.make_value_network(4, (16,), "swish", dtype)) for dtype in ("float32", "bfloat16")}
+    key = jax.random.key(0)
+    obs = jax.random.normal(key, (32, 4))
+    for i in range(2):  # policy, value
+        params = nets["float32"][i].init(key)
+        chex.assert_trees_all_equal_structs(params, nets["bfloat16"][i].init(key))
+        chex.assert_trees_all_equal(params, nets["bfloat16"][i].init(key))  # float32 either way
+        full, half = nets["float32"][i].apply(params, obs), nets["bfloat16"][i].apply(params, obs)
+        assert full.dtype == half.dtype == jnp.float32
+        assert not np.array_equal(full, half)  # the hidden layers did compute in bfloat16
+        np.testing.assert_allclose(half, full, atol=0.05, rtol=0.05)
+    with pytest.raises(ValueError, match="compute_dtype"):
+        dataclasses.replace(SMALL, compute_dtype="float16").validate()
+
+
+def test_bfloat16_training_runs_and_stays_finite():
+    env = make_point_env(episode_length=7)
+    trainer = make_train(env, dataclasses.replace(SMALL, compute_dtype="bfloat16"), num_iterations=10)
+    state = trainer.init(jax.random.key(0))
+    for _ in range(2):
+        state, metrics = trainer.iteration(state)
+    chex.assert_tree_all_finite(metrics)
+    assert jax.tree.leaves(state.policy_params)[0].dtype == jnp.float32

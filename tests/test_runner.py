@@ -135,3 +135,45 @@ def test_stop_at_eval_return_ends_run_at_first_eval_reaching_it(tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "48").is_dir()
     summary = json.loads((tmp_path / "run" / "eval_summary.json").read_text())
     assert summary["step"] == 48 and summary["eval/episode_reward"] >= -1e9
+
+
+def test_warm_up_compiles_in_the_background_and_reports_errors():
+    from jaxhum.rl import parallel
+
+    double = jax.jit(lambda x: 2.0 * x)
+    warm = parallel.WarmUp(double, jnp.ones(3))
+    assert warm.wait() is None and double._cache_size() == 1
+    double(jnp.zeros(3))
+    assert double._cache_size() == 1  # the caller's call found the program compiled
+
+    def broken(x):
+        raise ValueError("no such shape")
+
+    assert isinstance(parallel.WarmUp(jax.jit(broken), jnp.ones(3)).wait(), ValueError)
+
+
+def test_first_evaluation_uses_the_program_the_warm_up_compiled(tmp_path, monkeypatch):
+    """The runner warms the evaluation up on a copy of the first state (the iteration donates
+    its own), and the run's evaluations reuse that one compiled program."""
+    from test_rl_train import make_point_env
+
+    from jaxhum.rl import PPOConfig, make_train, parallel
+
+    started = []
+
+    class Recorded(parallel.WarmUp):
+        def __init__(self, fn, *args):
+            started.append(fn)
+            super().__init__(fn, *args)
+
+    monkeypatch.setattr(parallel, "WarmUp", Recorded)
+    ppo = PPOConfig(num_envs=4, unroll_length=4, num_minibatches=2, num_updates_per_batch=1,
+                    policy_hidden_sizes=(8,), value_hidden_sizes=(8,), num_eval_envs=2)
+    config = runner.RunConfig(ppo=ppo, num_timesteps=16 * 6, log_every=16, eval_every=48,
+                              checkpoint_every=16 * 6)
+    trainer = make_train(make_point_env(episode_length=8), ppo, runner.num_iterations(config))
+    result = runner.train(config, tmp_path / "run", progress="none", trainer=trainer)
+    assert result.exit_code == 0 and started == [trainer.evaluate]
+    assert trainer.evaluate._cache_size() == 1
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval/episode_reward" in r] == [48, 96]

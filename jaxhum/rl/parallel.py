@@ -23,6 +23,7 @@ devices; every process runs the same program and sees the same replicated parame
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Callable
 
 import jax
@@ -136,6 +137,38 @@ def compile_trainer(
         jax.jit(iteration, in_shardings=(state,), out_shardings=(state, replicated), donate_argnums=0),
         jax.jit(evaluate, out_shardings=replicated),
     )
+
+
+class WarmUp:
+    """One call of a jitted function in a background thread, so that its compile overlaps the
+    caller's own compiles and device work instead of stalling it later.
+
+    ``WarmUp(fn, *args)`` calls ``fn(*args)`` at once in a daemon thread and discards the result;
+    the call fills ``fn``'s compile cache, so the caller's own later calls of ``fn`` (same shapes,
+    dtypes and shardings) run without compiling. ``wait()`` returns once the call is over, with
+    the exception it raised or None. The args must stay valid while the call runs: pass copies
+    of arrays the caller may donate (``jax.device_put(x, may_alias=False)``).
+    Use it with one device and one process: a program with collectives must not run beside
+    another one.
+    """
+
+    def __init__(self, fn: Callable, *args: Any) -> None:
+        self.error: Exception | None = None
+        self._done = threading.Event()
+        threading.Thread(target=self._call, args=(fn, args), daemon=True, name="jaxhum-warm-up").start()
+
+    def _call(self, fn: Callable, args: tuple[Any, ...]) -> None:
+        try:
+            jax.block_until_ready(fn(*args))
+        except Exception as err:  # noqa: BLE001 - handed to the caller by wait()
+            self.error = err
+        finally:
+            self._done.set()
+
+    def wait(self) -> Exception | None:
+        """Blocks until the call is over; the exception it raised, or None."""
+        self._done.wait()
+        return self.error
 
 
 def initialize_distributed() -> bool:
