@@ -70,7 +70,9 @@ def make_slider_env(episode_length: int = 10, curriculum: tuple[str, ...] = (), 
     from jaxhum.envs.base import Env, EnvState, with_autoreset
 
     mj_model = mujoco.MjModel.from_xml_string(SLIDER_XML)
-    model = mjx.put_model(mj_model)
+    # This process's own device, as jaxhum.sim does (MJX's default, jax.devices()[0], belongs to
+    # process 0 in a multi-process run); the same device in a single process.
+    model = mjx.put_model(mj_model, device=jax.local_devices()[0])
 
     def level(info):
         return info["curriculum"]["range"] if "range" in curriculum else jnp.ones(())

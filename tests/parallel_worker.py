@@ -1,8 +1,12 @@
-"""A few PPO iterations of a tiny humanoid_run, run as a subprocess by tests/test_parallel.py.
+"""A few PPO iterations of a tiny task, run as a subprocess by tests/test_parallel.py.
 
-    python tests/parallel_worker.py OUT.json              # 1 device, then a 2-device mesh
+    python tests/parallel_worker.py OUT.json              # humanoid_run on 1 device, then on a
+                                                          # 2-device mesh; the slider on that mesh
     JAXHUM_COORDINATOR=localhost:PORT JAXHUM_NUM_PROCESSES=2 JAXHUM_PROCESS_ID=i \
-        python tests/parallel_worker.py OUT.json          # one process of a 2-process mesh
+        python tests/parallel_worker.py OUT.json          # the slider, one process of a 2-process mesh
+
+The 2-process run uses the one-joint MJX slider of tests/helpers.py: each process compiles its
+whole program itself, and the slider's compiles in seconds where humanoid_run's take minutes.
 
 Writes {name: {"metrics": [...per iteration...], "params": [...flat...], "shardings": {...}}}.
 XLA_FLAGS (forced host devices) and the distributed variables must be set by the caller: JAX
@@ -21,6 +25,7 @@ from jaxhum.rl import parallel
 
 DISTRIBUTED = parallel.initialize_distributed()  # before anything touches a device
 
+import helpers  # noqa: E402  (tests/ is on sys.path: this script lives there)
 from jaxhum import envs  # noqa: E402
 from jaxhum.rl import train  # noqa: E402
 
@@ -29,8 +34,12 @@ CONFIG = train.PPOConfig(num_envs=4, unroll_length=2, num_minibatches=2, num_upd
                          policy_hidden_sizes=(8,), value_hidden_sizes=(8,), num_eval_envs=2)
 
 
-def run(mesh) -> dict:
-    env = envs.make("humanoid_run", episode_length=6)
+TASKS = {"humanoid_run": lambda: envs.make("humanoid_run", episode_length=6),
+         "slider": lambda: helpers.make_slider_env(episode_length=6)}
+
+
+def run(mesh, task: str) -> dict:
+    env = TASKS[task]()
     trainer = train.make_train(env, CONFIG, ITERATIONS, mesh=mesh)
     state = trainer.init(jax.random.key(7))
     rows = []
@@ -51,9 +60,11 @@ def run(mesh) -> dict:
 
 def main(out: str) -> int:
     if DISTRIBUTED:
-        results = {"distributed": run(parallel.make_mesh("all")), "process": jax.process_index()}
+        results = {"distributed": run(parallel.make_mesh("all"), "slider"), "process": jax.process_index()}
     else:
-        results = {"single": run(None), "sharded": run(parallel.make_mesh(2))}
+        mesh = parallel.make_mesh(2)
+        results = {"single": run(None, "humanoid_run"), "sharded": run(mesh, "humanoid_run"),
+                   "sharded_slider": run(mesh, "slider")}
     with open(out, "w") as f:
         json.dump(results, f)
     return 0
