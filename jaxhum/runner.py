@@ -10,7 +10,9 @@ The host loop only does I/O. Each pass calls the jitted `trainer.iteration(state
 logs) with the key `fold_in(eval_key, iteration)` (the eval key is split from the seed once, so
 evaluation never touches the training key stream); every `checkpoint_every` it saves the complete
 TrainState. SIGINT/SIGTERM set a flag that is checked between iterations: the loop then saves
-a checkpoint and returns 128 + signal number.
+a checkpoint and returns 128 + signal number. On one device, the evaluation's program compiles
+in a background thread (`jaxhum.rl.parallel.WarmUp`) while the first iterations compile and train,
+instead of stalling the run at its first evaluation.
 
 With `num_seeds` K > 1 one program trains K seeds and the loop writes K run directories
 (`run_dir/seed_<S>`, each a complete one-seed run); with more than one device the env batch and
