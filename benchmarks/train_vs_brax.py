@@ -117,6 +117,41 @@ def run_brax(env, seed: int, target: float, settings: dict, max_seconds: float) 
     return result
 
 
+class _CompileLog:
+    """Records JAX's trace, lowering and XLA compile durations (jax.monitoring) during a run.
+
+    Each record is (phase, function name, seconds, seconds from the log's start to the phase's
+    end), so a run's startup can be split into its programs, and a compile in the background
+    (the runner's evaluation warm-up) shows up overlapping the iteration's.
+    """
+
+    PHASES = {"/jax/core/compile/jaxpr_trace_duration": "trace",
+              "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
+              "/jax/core/compile/backend_compile_duration": "compile"}
+
+    def __init__(self, min_seconds: float = 0.2):
+        self.min_seconds = min_seconds
+        self.records: list[tuple[str, str, float, float]] = []
+        self.totals: dict[str, float] = {}
+
+    def _listener(self, event: str, duration: float, **kwargs) -> None:
+        phase = self.PHASES.get(event)
+        if phase is None:
+            return
+        self.totals[phase] = self.totals.get(phase, 0.0) + duration
+        if duration >= self.min_seconds:
+            name = str(kwargs.get("fun_name", "?"))
+            self.records.append((phase, name, round(duration, 2), round(time.perf_counter() - self.start, 2)))
+
+    def __enter__(self) -> "_CompileLog":
+        self.start = time.perf_counter()
+        jax.monitoring.register_event_duration_secs_listener(self._listener)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        jax.monitoring.unregister_event_duration_listener(self._listener)
+
+
 def run_ours(seed: int, target: float, smoke: bool) -> dict:
     """jaxhum PPO (experiments.humanoid_run) stopping at the first eval >= target.
 
@@ -134,7 +169,8 @@ def run_ours(seed: int, target: float, smoke: bool) -> dict:
                  "ppo.num_updates_per_batch=1", "ppo.num_eval_envs=4", "env.episode_length=16",
                  "log_every=64", "eval_every=256", "checkpoint_every=256"]
     start = time.perf_counter()
-    code = humanoid_run.main(argv)
+    with _CompileLog() as compiles:
+        code = humanoid_run.main(argv)
     total = time.perf_counter() - start
     evals = []
     with open(os.path.join(out, "metrics.jsonl")) as f:
@@ -151,6 +187,8 @@ def run_ours(seed: int, target: float, smoke: bool) -> dict:
         "evals": evals,
         "total_s": total,
         "exit_code": code,
+        "compile_s": {k: round(v, 2) for k, v in compiles.totals.items()},
+        "compiles": compiles.records,
     }
 
 
@@ -233,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             results[name].append(res)
             print(f"seed {seed} {name:13s} reached={res['reached']} wall_s={res['wall_s']} "
                   f"steps={res['steps']} best={res['best']:.1f} total_s={res['total_s']:.1f}", flush=True)
+            for phase, fun, seconds, end in res.get("compiles", []):
+                print(f"    {phase:7s} {seconds:6.2f} s, ended at {end:6.1f} s: {fun}", flush=True)
 
     table = summary_table(results, seeds)
     print()

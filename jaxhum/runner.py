@@ -10,9 +10,10 @@ The host loop only does I/O. Each pass calls the jitted `trainer.iteration(state
 logs) with the key `fold_in(eval_key, iteration)` (the eval key is split from the seed once, so
 evaluation never touches the training key stream); every `checkpoint_every` it saves the complete
 TrainState. SIGINT/SIGTERM set a flag that is checked between iterations: the loop then saves
-a checkpoint and returns 128 + signal number. On one device, the evaluation's program compiles
-in a background thread (`jaxhum.rl.parallel.WarmUp`) while the first iterations compile and train,
-instead of stalling the run at its first evaluation.
+a checkpoint and returns 128 + signal number. On a GPU, the iteration's and the evaluation's
+programs compile in background threads (`jaxhum.rl.parallel.Precompile`, from the state's shapes)
+while init compiles and runs (or a checkpoint is restored), instead of one after the other, the
+evaluation's stalling the run at its first evaluation.
 
 With `num_seeds` K > 1 one program trains K seeds and the loop writes K run directories
 (`run_dir/seed_<S>`, each a complete one-seed run); with more than one device the env batch and
@@ -382,22 +383,28 @@ def _eval_keys(eval_key: Any, iteration: int, multi: bool) -> Any:
     return jax.random.fold_in(eval_key, iteration)
 
 
-def _warm_evaluation(trainer: Any, config: RunConfig, state: Any, eval_key: Any) -> Any:
-    """Compiles (and runs once) the evaluation in a background thread, on a copy of the first
-    state, while the training iteration compiles and trains; None with several devices or
-    processes (their programs hold collectives, which must not run beside each other).
+def _precompile(trainer: Any, config: RunConfig, eval_key: Any, evaluates: bool) -> dict[str, Any]:
+    """Starts compiling the training iteration (and the evaluation, if the run `evaluates`) in
+    background threads from the state's shapes (`jax.eval_shape` of init), so that they compile
+    beside init or restore and beside each other; {} with several processes (XLA may coordinate
+    their compiles across processes, so each must compile in the same order).
+    Returns {'iteration': Precompile, 'evaluate': Precompile} (the latter only if `evaluates`).
 
-    Otherwise the first evaluation compiles its program (tens of seconds for an MJX robot on a
-    GPU) between two training iterations, and that time counts against the run.
+    Otherwise each program compiles when first called: the first evaluation (tens of seconds for
+    an MJX robot on a GPU) would stall the run between two training iterations.
     """
     import jax
 
     from jaxhum.rl import parallel
 
-    if jax.process_count() > 1 or parallel.device_count(config.devices or "all") > 1:
-        return None
-    keys = _eval_keys(eval_key, 0, config.num_seeds > 1)
-    return parallel.WarmUp(trainer.evaluate, jax.device_put(state, may_alias=False), keys)
+    if jax.process_count() > 1:
+        return {}
+    shapes = jax.eval_shape(trainer.init, train_keys(config)[0])
+    compiles = {"iteration": parallel.Precompile(trainer.iteration, shapes)}
+    if evaluates:
+        keys = _eval_keys(eval_key, 0, config.num_seeds > 1)
+        compiles["evaluate"] = parallel.Precompile(trainer.evaluate, shapes, keys)
+    return compiles
 
 
 def _unstacked(template: Any) -> Any:
@@ -413,6 +420,7 @@ def train(
     resume: bool = False,
     progress: str = "auto",
     trainer: Any | None = None,
+    precompile: bool | None = None,
 ) -> RunResult:
     """Trains (or resumes) a run in `run_dir`, writing every artifact there.
 
@@ -428,6 +436,9 @@ def train(
       resume: continue from run_dir's checkpoints.
       progress: 'auto', 'bar', 'lines' or 'none'.
       trainer: a prebuilt `make_train` result for this config (built when None).
+      precompile: compile the iteration and the evaluation in background threads beside init
+        (`_precompile`); None (default) does so unless the devices are CPUs, where those
+        compiles would share the cores with init's compile and with training itself.
     Returns:
       RunResult; exit_code is 128 + signum when a signal stopped the run (after a checkpoint).
       For K > 1, its summary holds the first seed's figures and `seeds`, every seed's summary.
@@ -450,6 +461,10 @@ def train(
     checkpoint_every = every_iterations(config, config.checkpoint_every)
     train_key, eval_key = train_keys(config)
     multi = config.num_seeds > 1
+    # A compile that failed in the background runs again at the program's first call, and fails there.
+    if precompile is None:
+        precompile = jax.default_backend() != "cpu"
+    precompiled = _precompile(trainer, config, eval_key, eval_every > 0) if precompile else {}
     seed_runs = [_SeedRun(seed_config(config, s, d) if multi else config, d, config.keep_checkpoints)
                  for s, d in zip(seeds_of(config), seed_run_dirs(config, run_dir))]
     indices: list[int | None] = list(range(len(seed_runs))) if multi else [None]
@@ -493,8 +508,9 @@ def train(
             r.save(it * per_iteration, it, wall(r), _seed_state(state, index))
 
     exit_code = 0
-    # The iteration donates its state: the warm-up evaluates a copy.
-    warm_up = _warm_evaluation(trainer, config, state, eval_key) if eval_every > 0 else None
+    # Calling a program before its background compile is over would compile it a second time.
+    if "iteration" in precompiled:
+        precompiled.pop("iteration").wait()
     try:
         with _signal_flag() as stop:
             while iteration < total_iterations and stop.signum is None:
@@ -514,9 +530,8 @@ def train(
                         rate = (iteration - start_iteration) * per_iteration / (now - start_time)
                     evals = None
                     if evaluate:
-                        if warm_up is not None:  # its compile is ours; an error there shows up here too
-                            warm_up.wait()
-                            warm_up = None
+                        if "evaluate" in precompiled:
+                            precompiled.pop("evaluate").wait()
                         evals = jax.device_get(dict(trainer.evaluate(state, _eval_keys(eval_key, iteration, multi))))
                     step = iteration * per_iteration
                     for r, index in zip(seed_runs, indices):

@@ -137,43 +137,81 @@ def test_stop_at_eval_return_ends_run_at_first_eval_reaching_it(tmp_path):
     assert summary["step"] == 48 and summary["eval/episode_reward"] >= -1e9
 
 
-def test_warm_up_compiles_in_the_background_and_reports_errors():
+class CountCompiles:
+    """Counts XLA compiles (jax.monitoring's backend-compile events) per function name."""
+
+    def __init__(self):
+        self.names: list[str] = []
+
+    def _listener(self, event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            self.names.append(str(kwargs.get("fun_name")))
+
+    def __enter__(self):
+        jax.monitoring.register_event_duration_secs_listener(self._listener)
+        return self
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listener)
+
+    def count(self, part: str) -> int:
+        return sum(part in name for name in self.names)
+
+
+def test_precompile_compiles_from_shapes_in_the_background_and_reports_errors():
     from jaxhum.rl import parallel
 
-    double = jax.jit(lambda x: 2.0 * x)
-    warm = parallel.WarmUp(double, jnp.ones(3))
-    assert warm.wait() is None and double._cache_size() == 1
-    double(jnp.zeros(3))
-    assert double._cache_size() == 1  # the caller's call found the program compiled
+    def double_it(x):
+        return 2.0 * x
+
+    double = jax.jit(double_it)
+    with CountCompiles() as compiles:
+        compiling = parallel.Precompile(double, jax.ShapeDtypeStruct((3,), jnp.float32))
+        assert compiling.wait() is None and compiles.count("double_it") == 1
+        np.testing.assert_array_equal(double(jnp.arange(3.0)), [0.0, 2.0, 4.0])
+        assert compiles.count("double_it") == 1  # the caller's call found the program compiled
 
     def broken(x):
         raise ValueError("no such shape")
 
-    assert isinstance(parallel.WarmUp(jax.jit(broken), jnp.ones(3)).wait(), ValueError)
+    assert isinstance(parallel.Precompile(jax.jit(broken), jnp.ones(3)).wait(), ValueError)
 
 
-def test_first_evaluation_uses_the_program_the_warm_up_compiled(tmp_path, monkeypatch):
-    """The runner warms the evaluation up on a copy of the first state (the iteration donates
-    its own), and the run's evaluations reuse that one compiled program."""
+@pytest.mark.parametrize("num_seeds", [1, 2])
+def test_runner_uses_the_programs_it_precompiled(tmp_path, monkeypatch, num_seeds):
+    """With precompile=True the iteration and the evaluation compile in background threads from
+    the state's shapes; the run then calls exactly those programs (each compiled once) and logs
+    what a run without precompiling logs."""
     from test_rl_train import make_point_env
 
     from jaxhum.rl import PPOConfig, make_train, parallel
 
     started = []
 
-    class Recorded(parallel.WarmUp):
+    class Recorded(parallel.Precompile):
         def __init__(self, fn, *args):
             started.append(fn)
             super().__init__(fn, *args)
 
-    monkeypatch.setattr(parallel, "WarmUp", Recorded)
+    monkeypatch.setattr(parallel, "Precompile", Recorded)
     ppo = PPOConfig(num_envs=4, unroll_length=4, num_minibatches=2, num_updates_per_batch=1,
                     policy_hidden_sizes=(8,), value_hidden_sizes=(8,), num_eval_envs=2)
     config = runner.RunConfig(ppo=ppo, num_timesteps=16 * 6, log_every=16, eval_every=48,
-                              checkpoint_every=16 * 6)
-    trainer = make_train(make_point_env(episode_length=8), ppo, runner.num_iterations(config))
-    result = runner.train(config, tmp_path / "run", progress="none", trainer=trainer)
-    assert result.exit_code == 0 and started == [trainer.evaluate]
-    assert trainer.evaluate._cache_size() == 1
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if "eval/episode_reward" in r] == [48, 96]
+                              checkpoint_every=16 * 6, num_seeds=num_seeds)
+    rows = {}
+    for precompile in (True, False):
+        trainer = make_train(make_point_env(episode_length=8), ppo, runner.num_iterations(config),
+                             num_seeds=num_seeds)
+        run_dir = tmp_path / str(precompile)
+        with CountCompiles() as compiles:
+            result = runner.train(config, run_dir, progress="none", trainer=trainer, precompile=precompile)
+        assert result.exit_code == 0
+        assert compiles.count("_iteration") == 1 and compiles.count("_evaluate") == 1, compiles.names
+        if precompile:
+            assert started == [trainer.iteration, trainer.evaluate]
+        metrics = run_dir / ("seed_1" if num_seeds > 1 else ".") / "metrics.jsonl"
+        rows[precompile] = [{k: v for k, v in json.loads(line).items() if k not in ("wall_s", "train/steps_per_second")}
+                            for line in metrics.read_text().splitlines()]
+    assert len(started) == 2  # the run without precompiling started none
+    assert [r["step"] for r in rows[True] if "eval/episode_reward" in r] == [48, 96]
+    assert rows[True] == rows[False]

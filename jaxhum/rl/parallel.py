@@ -139,34 +139,34 @@ def compile_trainer(
     )
 
 
-class WarmUp:
-    """One call of a jitted function in a background thread, so that its compile overlaps the
-    caller's own compiles and device work instead of stalling it later.
+class Precompile:
+    """Compiles a jitted function for given argument shapes in a background thread, so that its
+    compile overlaps the caller's own compiles and device work instead of stalling it later.
 
-    ``WarmUp(fn, *args)`` calls ``fn(*args)`` at once in a daemon thread and discards the result;
-    the call fills ``fn``'s compile cache, so the caller's own later calls of ``fn`` (same shapes,
-    dtypes and shardings) run without compiling. ``wait()`` returns once the call is over, with
-    the exception it raised or None. The args must stay valid while the call runs: pass copies
-    of arrays the caller may donate (``jax.device_put(x, may_alias=False)``).
-    Use it with one device and one process: a program with collectives must not run beside
-    another one.
+    ``Precompile(fn, *args)`` runs ``fn.lower(*args).compile()`` at once in a daemon thread; args
+    may be ``jax.ShapeDtypeStruct`` (e.g. from ``jax.eval_shape``) or arrays, and nothing runs on
+    a device. The compile fills ``fn``'s own cache, so the caller's later calls of ``fn`` with
+    arguments of those shapes, dtypes and shardings run without compiling (an uncommitted array
+    matches a struct without sharding). ``wait()`` returns once the compile is over, with the
+    exception it raised or None; call it before the first call of ``fn``, or that call compiles
+    the same program a second time beside this one.
     """
 
     def __init__(self, fn: Callable, *args: Any) -> None:
         self.error: Exception | None = None
         self._done = threading.Event()
-        threading.Thread(target=self._call, args=(fn, args), daemon=True, name="jaxhum-warm-up").start()
+        threading.Thread(target=self._compile, args=(fn, args), daemon=True, name="jaxhum-precompile").start()
 
-    def _call(self, fn: Callable, args: tuple[Any, ...]) -> None:
+    def _compile(self, fn: Callable, args: tuple[Any, ...]) -> None:
         try:
-            jax.block_until_ready(fn(*args))
+            fn.lower(*args).compile()
         except Exception as err:  # noqa: BLE001 - handed to the caller by wait()
             self.error = err
         finally:
             self._done.set()
 
     def wait(self) -> Exception | None:
-        """Blocks until the call is over; the exception it raised, or None."""
+        """Blocks until the compile is over; the exception it raised, or None."""
         self._done.wait()
         return self.error
 
