@@ -38,9 +38,27 @@ TASKS = {"humanoid_run": lambda: envs.make("humanoid_run", episode_length=6),
          "slider": lambda: helpers.make_slider_env(episode_length=6)}
 
 
-def run(mesh, task: str) -> dict:
+def _compile_counter(names: list[str]):
+    """A jax.monitoring listener appending the name of every XLA compile to `names`."""
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            names.append(str(kwargs.get("fun_name")))
+    return listener
+
+
+def run(mesh, task: str, precompile: bool = False) -> dict:
+    """With `precompile`, the iteration and the evaluation compile first from the state's shapes
+    (`parallel.Precompile`, as the runner does on a GPU); the result then counts the compiles of
+    each program over the whole run."""
     env = TASKS[task]()
     trainer = train.make_train(env, CONFIG, ITERATIONS, mesh=mesh)
+    compiled: list[str] = []
+    listener = _compile_counter(compiled)
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    if precompile:
+        shapes = jax.eval_shape(trainer.init, jax.random.key(7))
+        for fn, args in ((trainer.iteration, (shapes,)), (trainer.evaluate, (shapes, jax.random.key(1)))):
+            assert parallel.Precompile(fn, *args).wait() is None
     state = trainer.init(jax.random.key(7))
     rows = []
     for _ in range(ITERATIONS):
@@ -49,13 +67,15 @@ def run(mesh, task: str) -> dict:
     params = [np.asarray(jax.device_get(x)).ravel().tolist()
               for x in jax.tree.leaves((state.policy_params, state.value_params))]
     evaluation = {k: float(v) for k, v in jax.device_get(trainer.evaluate(state, jax.random.key(1))).items()}
+    jax.monitoring.unregister_event_duration_listener(listener)
+    compiles = {name: sum(f"({name})" in c for c in compiled) for name in ("_iteration", "_evaluate")}
     shardings = {
         "obs": [str(a) for a in state.env_state.obs.sharding.spec] if mesh is not None else [],
         "obs_devices": len(state.env_state.obs.sharding.device_set),
         "params_replicated": bool(jax.tree.leaves(state.policy_params)[0].sharding.is_fully_replicated),
         "local_env_rows": sum(s.data.shape[0] for s in state.env_state.obs.addressable_shards),
     }
-    return {"metrics": rows, "params": params, "eval": evaluation, "shardings": shardings}
+    return {"metrics": rows, "params": params, "eval": evaluation, "shardings": shardings, "compiles": compiles}
 
 
 def main(out: str) -> int:
@@ -64,7 +84,7 @@ def main(out: str) -> int:
     else:
         mesh = parallel.make_mesh(2)
         results = {"single": run(None, "humanoid_run"), "sharded": run(mesh, "humanoid_run"),
-                   "sharded_slider": run(mesh, "slider")}
+                   "sharded_slider": run(mesh, "slider", precompile=True)}
     with open(out, "w") as f:
         json.dump(results, f)
     return 0

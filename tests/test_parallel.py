@@ -87,6 +87,13 @@ def test_two_processes_agree_through_jax_distributed(sharded, subprocess_env, tm
     _assert_close(sharded["sharded_slider"], a, rtol=1e-4, atol=1e-5)
 
 
+def test_programs_precompiled_from_sharded_shapes_are_the_ones_the_run_calls(sharded):
+    """On the 2-device mesh, the iteration and the evaluation compiled by `parallel.Precompile`
+    from `jax.eval_shape` of init (shardings included) are reused: each compiles once."""
+    assert sharded["sharded_slider"]["compiles"] == {"_iteration": 1, "_evaluate": 1}
+    assert sharded["sharded"]["compiles"] == {"_iteration": 1, "_evaluate": 1}  # without precompiling
+
+
 def test_make_mesh_checks_the_device_count():
     mesh = parallel.make_mesh(1)
     assert mesh is None
