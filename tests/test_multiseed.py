@@ -1,14 +1,21 @@
 """num_seeds: K seeds in one jitted program, each a complete run directory of its own.
 
-One module fixture trains, on a tiny humanoid_run (4 envs, 2-step unrolls, 4 iterations,
-checkpoints at iterations 2 and 4, one evaluation at the end):
-  - seeds 3 and 4 as two separate one-seed runs (one shared trainer);
-  - seeds 3 and 4 in one program with the seeds in a loop (vmap_seeds=false);
-  - seeds 3 and 4 in one program side by side (vmap, the default), through the command line.
+One module fixture trains, on a tiny humanoid_run (4 envs, 4-step unrolls, 20-step episodes, 6
+iterations, so every env's first episode is truncated and autoreset mid-run; checkpoints at
+iterations 3 and 6):
+  - seeds 3 and 4 as two separate one-seed runs (one shared trainer), one evaluation at the end;
+  - seeds 3 and 4 in one program with the seeds in a loop (vmap_seeds=false), likewise;
+  - seeds 3 and 4 in one program side by side (vmap, the default), through the command line,
+    without evaluation: nothing here reads its evaluation, and its K-seed evaluation program is
+    the costliest compile of the three runs (test_runner.py evaluates K = 2 vmapped seeds).
 The loop program must equal the separate runs bit for bit (checkpoints, metrics, evaluation).
 vmap differs in the last bits on the CPU (XLA's CPU reductions sum in an order that depends on
 how many rows they reduce at once), so its first iteration's metrics agree to a float tolerance
 only. Resume of a 2-seed run must be exact, from the newest step every seed directory holds.
+
+The tiny config's PPO and task settings are those of test_runner.py, test_resume.py and the other
+runner tests, so the one-seed runs' programs (init, iteration, evaluation) are the same programs as
+theirs and come from the shared persistent compilation cache when one of them compiled them first.
 """
 
 from __future__ import annotations
@@ -26,17 +33,21 @@ from experiments import humanoid_run
 from jaxhum import checkpoint, config as config_lib, runner, runlog, runs
 
 SEEDS = (3, 4)
-TINY = (
-    "--preset", "cpu", "--num-envs", "4", "--num-timesteps", "32", "--checkpoint-every", "16",
-    "ppo.unroll_length=2", "ppo.num_minibatches=2", "ppo.num_updates_per_batch=1",
+ITERATION = 16  # env steps per iteration: 4 envs x 4 steps
+TOTAL = 6 * ITERATION
+TINY = (  # the PPO and task settings of test_runner.py / test_resume.py: shared compiles
+    "--preset", "cpu", "--num-envs", "4", "--num-timesteps", str(TOTAL), "--checkpoint-every", str(3 * ITERATION),
+    "ppo.unroll_length=4", "ppo.num_minibatches=2", "ppo.num_updates_per_batch=1",
     "ppo.policy_hidden_sizes=8", "ppo.value_hidden_sizes=8", "ppo.num_eval_envs=2",
-    "env.episode_length=6", "log_every=8", "eval_every=32",
+    "env.episode_length=20", f"log_every={ITERATION}",
 )
+EVALUATE = f"eval_every={TOTAL}"  # one evaluation, at the end
+CHECKPOINTS = (3 * ITERATION, TOTAL)
 VOLATILE = ("wall_s", "train/steps_per_second")  # timing, not training
 
 
 def _config(*extra: str) -> runner.RunConfig:
-    return runner.prepare(humanoid_run.get_config, list(TINY) + list(extra), "humanoid_run", ("cpu",)).config
+    return runner.prepare(humanoid_run.get_config, [*TINY, EVALUATE, *extra], "humanoid_run", ("cpu",)).config
 
 
 def _rows(run_dir: pathlib.Path) -> list[dict]:
@@ -67,8 +78,8 @@ def trained(tmp_path_factory):
     loop_trainer = runner.build_trainer(loop_config)
     loop = runner.train(loop_config, root / "loop", progress="none", trainer=loop_trainer)
     # vmap through the command line: flags, directory layout and printed summary end to end.
-    code = humanoid_run.main(list(TINY) + ["--seed", str(SEEDS[0]), "--num-seeds", "2", "--out", str(root / "vmap"),
-                                           "--progress", "none"])
+    code = humanoid_run.main([*TINY, "eval_every=0", "--seed", str(SEEDS[0]), "--num-seeds", "2",
+                              "--out", str(root / "vmap"), "--progress", "none"])
     assert code == 0
     return root, loop, loop_config, loop_trainer
 
@@ -84,7 +95,7 @@ def test_seed_directories_are_complete_one_seed_runs(trained):
         assert (saved.seed, saved.num_seeds, saved.out_dir) == (seed, 1, str(seed_dir))
         assert (seed_dir / "eval_summary.json").is_file() and list(seed_dir.glob("events.out.tfevents.*"))
         loaded = checkpoint.load_run(seed_dir)  # the loader of any one-seed run, unchanged
-        assert (loaded.step, loaded.config.seed) == (32, seed)
+        assert (loaded.step, loaded.config.seed) == (TOTAL, seed)
     assert [s["run_dir"] for s in loop.summary["seeds"]] == [str(root / "loop" / f"seed_{s}") for s in SEEDS]
 
 
@@ -92,9 +103,10 @@ def test_seeds_in_a_loop_equal_separate_runs_bit_for_bit(trained):
     root = trained[0]
     for seed in SEEDS:
         separate, together = root / f"separate_{seed}", root / "loop" / f"seed_{seed}"
-        for step in (16, 32):
+        for step in CHECKPOINTS:
             _assert_same_state(checkpoint.restore(separate, step)[0], checkpoint.restore(together, step)[0])
         assert _rows(separate) == _rows(together)
+        assert sum(row["train/episodes_finished"] for row in _rows(separate)) > 0  # autoresets compared too
         eval_a = {k: v for k, v in runlog.read_json(separate / "eval_summary.json").items() if k.startswith("eval/")}
         eval_b = {k: v for k, v in runlog.read_json(together / "eval_summary.json").items() if k.startswith("eval/")}
         assert eval_a == eval_b and "eval/episode_reward" in eval_a
@@ -114,16 +126,16 @@ def test_resume_of_two_seeds_is_exact_from_the_newest_common_step(trained, tmp_p
     root, _, loop_config, loop_trainer = trained
     resumed = tmp_path / "loop"
     shutil.copytree(root / "loop", resumed)
-    # As if killed between the two seeds' final saves: seed 3 holds step 32, seed 4 only 16.
-    shutil.rmtree(resumed / f"seed_{SEEDS[1]}" / checkpoint.CHECKPOINT_DIR / "32")
+    # As if killed between the two seeds' final saves: seed 3 holds step 96, seed 4 only 48.
+    shutil.rmtree(resumed / f"seed_{SEEDS[1]}" / checkpoint.CHECKPOINT_DIR / str(TOTAL))
     for seed in SEEDS:
         (resumed / f"seed_{seed}" / "eval_summary.json").unlink()
     prepared = runner.prepare(humanoid_run.get_config, ["--resume", str(resumed)], "humanoid_run", ("cpu",))
     assert dataclasses.replace(prepared.config, out_dir="") == dataclasses.replace(loop_config, out_dir="")
     result = runner.train(prepared.config, resumed, resume=True, progress="none", trainer=loop_trainer)
-    assert result.exit_code == 0 and result.step == 32
+    assert result.exit_code == 0 and result.step == TOTAL
     for seed in SEEDS:
         original, again = root / "loop" / f"seed_{seed}", resumed / f"seed_{seed}"
-        _assert_same_state(checkpoint.restore(original, 32)[0], checkpoint.restore(again, 32)[0])
+        _assert_same_state(checkpoint.restore(original, TOTAL)[0], checkpoint.restore(again, TOTAL)[0])
         assert _rows(original) == _rows(again)
-        assert json.loads((again / "eval_summary.json").read_text())["step"] == 32
+        assert json.loads((again / "eval_summary.json").read_text())["step"] == TOTAL
