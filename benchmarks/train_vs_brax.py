@@ -122,7 +122,7 @@ class _CompileLog:
 
     Each record is (phase, function name, seconds, seconds from the log's start to the phase's
     end), so a run's startup can be split into its programs, and a compile in the background
-    (the runner's evaluation warm-up) shows up overlapping the iteration's.
+    (the runner's precompiles of the iteration and the evaluation) shows up beside init's.
     """
 
     PHASES = {"/jax/core/compile/jaxpr_trace_duration": "trace",
