@@ -21,6 +21,27 @@ class TraceCounter:
         return self.fn(*args)
 
 
+class CountCompiles:
+    """Counts XLA compiles (jax.monitoring's backend-compile events) per function name."""
+
+    def __init__(self):
+        self.names: list[str] = []
+
+    def _listener(self, event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            self.names.append(str(kwargs.get("fun_name")))
+
+    def __enter__(self):
+        jax.monitoring.register_event_duration_secs_listener(self._listener)
+        return self
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listener)
+
+    def count(self, part: str) -> int:
+        return sum(part in name for name in self.names)
+
+
 def checkpoint_leaves(run_dir: pathlib.Path, step: int) -> dict[str, tuple]:
     """path -> (shape, dtype, raw bytes) of every leaf of the TrainState saved at `step`: equal
     dicts mean bit-for-bit equal states (PRNG keys compared through their key data)."""

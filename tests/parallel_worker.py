@@ -38,37 +38,26 @@ TASKS = {"humanoid_run": lambda: envs.make("humanoid_run", episode_length=6),
          "slider": lambda: helpers.make_slider_env(episode_length=6)}
 
 
-def _compile_counter(names: list[str]):
-    """A jax.monitoring listener appending the name of every XLA compile to `names`."""
-    def listener(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            names.append(str(kwargs.get("fun_name")))
-    return listener
-
-
 def run(mesh, task: str, precompile: bool = False) -> dict:
     """With `precompile`, the iteration and the evaluation compile first from the state's shapes
     (`parallel.Precompile`, as the runner does on a GPU); the result then counts the compiles of
     each program over the whole run."""
     env = TASKS[task]()
     trainer = train.make_train(env, CONFIG, ITERATIONS, mesh=mesh)
-    compiled: list[str] = []
-    listener = _compile_counter(compiled)
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    if precompile:
-        shapes = jax.eval_shape(trainer.init, jax.random.key(7))
-        for fn, args in ((trainer.iteration, (shapes,)), (trainer.evaluate, (shapes, jax.random.key(1)))):
-            assert parallel.Precompile(fn, *args).wait() is None
-    state = trainer.init(jax.random.key(7))
-    rows = []
-    for _ in range(ITERATIONS):
-        state, metrics = trainer.iteration(state)
-        rows.append({k: float(v) for k, v in jax.device_get(metrics).items()})
-    params = [np.asarray(jax.device_get(x)).ravel().tolist()
-              for x in jax.tree.leaves((state.policy_params, state.value_params))]
-    evaluation = {k: float(v) for k, v in jax.device_get(trainer.evaluate(state, jax.random.key(1))).items()}
-    jax.monitoring.unregister_event_duration_listener(listener)
-    compiles = {name: sum(f"({name})" in c for c in compiled) for name in ("_iteration", "_evaluate")}
+    with helpers.CountCompiles() as counter:
+        if precompile:
+            shapes = jax.eval_shape(trainer.init, jax.random.key(7))
+            for fn, args in ((trainer.iteration, (shapes,)), (trainer.evaluate, (shapes, jax.random.key(1)))):
+                assert parallel.Precompile(fn, *args).wait() is None
+        state = trainer.init(jax.random.key(7))
+        rows = []
+        for _ in range(ITERATIONS):
+            state, metrics = trainer.iteration(state)
+            rows.append({k: float(v) for k, v in jax.device_get(metrics).items()})
+        params = [np.asarray(jax.device_get(x)).ravel().tolist()
+                  for x in jax.tree.leaves((state.policy_params, state.value_params))]
+        evaluation = {k: float(v) for k, v in jax.device_get(trainer.evaluate(state, jax.random.key(1))).items()}
+    compiles = {name: counter.count(name) for name in ("_iteration", "_evaluate")}
     shardings = {
         "obs": [str(a) for a in state.env_state.obs.sharding.spec] if mesh is not None else [],
         "obs_devices": len(state.env_state.obs.sharding.device_set),

@@ -137,28 +137,9 @@ def test_stop_at_eval_return_ends_run_at_first_eval_reaching_it(tmp_path):
     assert summary["step"] == 48 and summary["eval/episode_reward"] >= -1e9
 
 
-class CountCompiles:
-    """Counts XLA compiles (jax.monitoring's backend-compile events) per function name."""
-
-    def __init__(self):
-        self.names: list[str] = []
-
-    def _listener(self, event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            self.names.append(str(kwargs.get("fun_name")))
-
-    def __enter__(self):
-        jax.monitoring.register_event_duration_secs_listener(self._listener)
-        return self
-
-    def __exit__(self, *exc):
-        jax.monitoring.unregister_event_duration_listener(self._listener)
-
-    def count(self, part: str) -> int:
-        return sum(part in name for name in self.names)
-
-
 def test_precompile_compiles_from_shapes_in_the_background_and_reports_errors():
+    from helpers import CountCompiles
+
     from jaxhum.rl import parallel
 
     def double_it(x):
@@ -182,6 +163,7 @@ def test_runner_uses_the_programs_it_precompiled(tmp_path, monkeypatch, num_seed
     """With precompile=True the iteration and the evaluation compile in background threads from
     the state's shapes; the run then calls exactly those programs (each compiled once) and logs
     what a run without precompiling logs."""
+    from helpers import CountCompiles
     from test_rl_train import make_point_env
 
     from jaxhum.rl import PPOConfig, make_train, parallel
