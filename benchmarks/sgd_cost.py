@@ -10,6 +10,9 @@ gradient steps over one iteration's batch) is jitted and timed alone (compile ex
   mb16        16 minibatches of twice the size (half the gradient steps)
   value3      value net (256, 256, 256) instead of five layers
   epochs4     4 epochs instead of 8 (half the gradient steps)
+  bf16_mb8    bf16, 8 minibatches of 40960 (a quarter of the gradient steps)
+  bf16_e4_mb16  bf16, 4 epochs of 16 minibatches of 20480 (64 steps, a quarter)
+  bf16_e4_mb8   bf16, 4 epochs of 8 minibatches of 40960 (32 steps, an eighth)
 
 Physics is untouched by every variant, so with the iteration's other parts (profile_iteration.py)
 this gives the training steps/s each variant could reach. Only 'bf16' and 'unroll4' leave the
@@ -45,6 +48,9 @@ VARIANTS = {
     "mb16": {"num_minibatches": 16},
     "value3": {"value_hidden_sizes": (256, 256, 256)},
     "epochs4": {"num_updates_per_batch": 4},
+    "bf16_mb8": {"compute_dtype": "bfloat16", "num_minibatches": 8},
+    "bf16_e4_mb16": {"compute_dtype": "bfloat16", "num_updates_per_batch": 4, "num_minibatches": 16},
+    "bf16_e4_mb8": {"compute_dtype": "bfloat16", "num_updates_per_batch": 4, "num_minibatches": 8},
 }
 
 
@@ -116,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'variant':>8} | {'SGD ms':>8} | {'grad steps':>10} | {'ms per step':>11}")
     for name in args.variants:
         variant = dataclasses.replace(ppo, **VARIANTS[name])
-        if name == "mb16" and args.smoke:
+        if "num_minibatches" in VARIANTS[name] and args.smoke:
             variant = dataclasses.replace(variant, num_minibatches=2)
         seconds = sgd_seconds(env, variant, 4 if name == "unroll4" else 1, 1 if args.smoke else args.repeats)
         steps = variant.gradient_steps_per_iteration

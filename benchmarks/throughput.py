@@ -10,6 +10,8 @@ the gpu preset's PPO at the same env count, compile excluded.
     python benchmarks/throughput.py                 # 2048, 8192, 32768 envs on the GPU
     python benchmarks/throughput.py --smoke         # tiny version on the CPU, same table
     python benchmarks/throughput.py --tasks walk    # only walk (no brax column)
+    python benchmarks/throughput.py --tasks humanoid_run --num-envs 8192 \
+        --variant preset: --variant bf16:ppo.compute_dtype=bfloat16   # training rate per variant
 """
 
 from __future__ import annotations
@@ -73,13 +75,25 @@ def brax_raw(num_envs: int, steps: int, repeats: int) -> float:
     return raw_rate(env.reset, env.step, env.action_size, num_envs, steps, repeats)
 
 
-def train_rate(task: str, num_envs: int, iterations: int, smoke: bool) -> tuple[float, float]:
-    """(steady-state training env steps/s, compile seconds of one iteration) with the task's gpu preset."""
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    """'bf16:ppo.compute_dtype=bfloat16,ppo.num_minibatches=16' -> ('bf16', [overrides]); 'preset:' -> no overrides."""
+    name, sep, rest = text.partition(":")
+    if not sep or not name:
+        raise ValueError(f"--variant: {text!r} is not NAME:KEY=VALUE,... (e.g. preset: or bf16:ppo.compute_dtype=bfloat16)")
+    return name, [item for item in rest.split(",") if item]
+
+
+def train_rate(task: str, num_envs: int, iterations: int, smoke: bool,
+               overrides: list[str] = ()) -> tuple[float, float]:
+    """(steady-state training env steps/s, compile seconds of one iteration) with the task's gpu preset
+    and ``overrides`` (KEY=VALUE, as on the experiment's command line)."""
     import importlib
 
+    from jaxhum.config import apply_overrides
     from jaxhum.rl.train import make_train
 
     config = importlib.import_module(f"experiments.{task}").get_config("cpu" if smoke else "gpu")
+    config = apply_overrides(config, list(overrides))
     ppo = dataclasses.replace(config.ppo, num_envs=num_envs)
     ppo.validate()
     env = jaxhum.envs.make(config.env_name, **dict(config.env))
@@ -107,8 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-train", action="store_true", help="skip the training-rate column")
     parser.add_argument("--tasks", nargs="+", default=["humanoid_run", "walk"],
                         help="tasks to measure; brax's humanoid is the anchor of humanoid_run only")
+    parser.add_argument("--variant", action="append", default=None, metavar="NAME:KEY=VALUE,...",
+                        help="a training-rate variant of the preset (repeatable; default: 'preset:', the preset as is)")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
+    try:
+        variants = [parse_variant(v) for v in (args.variant or ["preset:"])]
+    except ValueError as err:
+        parser.error(str(err))
     num_envs = args.num_envs or ([8] if args.smoke else [2048, 8192, 32768])
     steps = args.steps or (10 if args.smoke else 200)
     repeats = 1 if args.smoke else args.repeats
@@ -117,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
     rows = []
     header = (f"{'task':>12} | {'envs':>6} | {'brax steps/s':>13} | {'ours steps/s':>13} | {'ours/brax':>9} | "
-              f"{'train steps/s':>13} | {'train/raw':>9} | {'iter compile s':>14}")
+              f"{'train steps/s':>13} | {'train/raw':>9} | {'iter compile s':>14} variant")
     print(header)
     print("-" * len(header))
     for task in args.tasks:
@@ -126,17 +146,16 @@ def main(argv: list[str] | None = None) -> int:
             ours = ours_raw(task, n, steps, repeats)
             row = {"task": task, "num_envs": n, "brax_raw": theirs, "ours_raw": ours,
                    "raw_ratio": ours / theirs if theirs else None}
-            if not args.no_train:
-                train, compile_s = train_rate(task, n, train_iters, args.smoke)
-                row.update(train=train, train_ratio=train / ours, iteration_compile_s=compile_s)
-            rows.append(row)
             brax_cols = f"{theirs:13.0f} | {ours:13.0f} | {ours / theirs:9.2f}" if theirs else f"{'-':>13} | {ours:13.0f} | {'-':>9}"
-            train_cols = (
-                f"{row['train']:13.0f} | {row['train_ratio']:9.2f} | {row['iteration_compile_s']:14.1f}"
-                if "train" in row
-                else f"{'-':>13} | {'-':>9} | {'-':>14}"
-            )
-            print(f"{task:>12} | {n:6d} | {brax_cols} | {train_cols}", flush=True)
+            for name, overrides in ([] if args.no_train else variants):
+                train, compile_s = train_rate(task, n, train_iters, args.smoke, overrides)
+                rows.append({**row, "variant": name, "overrides": overrides, "train": train,
+                             "train_ratio": train / ours, "iteration_compile_s": compile_s})
+                train_cols = f"{train:13.0f} | {train / ours:9.2f} | {compile_s:14.1f}"
+                print(f"{task:>12} | {n:6d} | {brax_cols} | {train_cols} {name}", flush=True)
+            if args.no_train:
+                rows.append(row)
+                print(f"{task:>12} | {n:6d} | {brax_cols} | {'-':>13} | {'-':>9} | {'-':>14}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": jax.devices()[0].device_kind, "jax": jax.__version__, "rows": rows}, f, indent=2)

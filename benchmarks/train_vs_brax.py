@@ -152,8 +152,10 @@ class _CompileLog:
         jax.monitoring.unregister_event_duration_listener(self._listener)
 
 
-def run_ours(seed: int, target: float, smoke: bool) -> dict:
+def run_ours(seed: int, target: float, smoke: bool, overrides: tuple[str, ...] = ()) -> dict:
     """jaxhum PPO (experiments.humanoid_run) stopping at the first eval >= target.
+
+    ``overrides`` (KEY=VALUE, as on the experiment's command line) change the gpu preset.
 
     The time to target is the run's own `wall_s` at that evaluation, counted from the start of
     `jaxhum.runner.train` (trainer build and every compile included; env construction excluded,
@@ -163,7 +165,7 @@ def run_ours(seed: int, target: float, smoke: bool) -> dict:
 
     out = tempfile.mkdtemp(prefix="jaxhum-bench-")
     argv = ["--preset", "cpu" if smoke else "gpu", "--seed", str(seed), "--out", out]
-    argv += ["--set", f"stop_at_eval_return={target}", "--progress", "none"]
+    argv += ["--set", f"stop_at_eval_return={target}", *overrides, "--progress", "none"]
     if smoke:  # a few tiny iterations, one evaluation
         argv += ["--num-envs", "16", "--num-timesteps", "256", "ppo.unroll_length=4", "ppo.num_minibatches=4",
                  "ppo.num_updates_per_batch=1", "ppo.num_eval_envs=4", "env.episode_length=16",
@@ -236,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=None, help="eval return to reach (default 8000)")
     parser.add_argument("--runs", default="ours,brax_on_ours,brax", help="comma-separated subset of the runs")
     parser.add_argument("--max-seconds", type=float, default=400.0, help="give up on a brax run after this long")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="config overrides for our runs (e.g. ppo.compute_dtype=bfloat16)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--markdown", default=None, help="also write the summary table to this file")
     args = parser.parse_args(argv)
@@ -253,13 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     seeds = {name: our_seeds if name == "ours" else brax_seeds for name in runs}
     patched = _patch_device_put_replicated() if any(r.startswith("brax") for r in runs) else False
     print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, target {target}, "
-          f"seeds {seeds}, device_put_replicated patched: {patched}", flush=True)
+          f"seeds {seeds}, our overrides {args.overrides}, device_put_replicated patched: {patched}", flush=True)
 
     results: dict[str, list[dict]] = {r: [] for r in runs}
     for name in runs:
         for seed in seeds[name]:
             if name == "ours":
-                res = run_ours(seed, target, args.smoke)
+                res = run_ours(seed, target, args.smoke, tuple(args.overrides))
             elif name == "brax_on_ours":
                 env = jaxhum.envs.to_brax(jaxhum.envs.make("humanoid_run"))
                 res = run_brax(env, seed, target, settings, args.max_seconds)
@@ -283,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": jax.devices()[0].device_kind, "jax": jax.__version__, "target": target,
-                       "seeds": seeds, "results": results,
+                       "seeds": seeds, "overrides": args.overrides, "results": results,
                        "median_wall_s": {n: median_time(r) for n, r in results.items()}},
                       f, indent=2, default=str)
     return 0
