@@ -1,23 +1,25 @@
 """What one iteration's SGD costs under each setting of the network and minibatch knobs.
 
-The SGD phase of the humanoid_run gpu preset (num_updates_per_batch epochs of num_minibatches
-gradient steps over one iteration's batch) is jitted and timed alone (compile excluded, best of
---repeats) on a batch of the preset's shape, for each variant:
+The SGD phase of the humanoid_run gpu preset's batch (num_updates_per_batch epochs of
+num_minibatches gradient steps over one iteration's 327,680 samples) is jitted and timed alone
+(compile excluded, best of --repeats), for each variant. All but 'preset' start from brax's SGD
+(8 epochs of 32 minibatches of 10240, float32: the gpu preset before commit a783e28):
 
-  preset      the gpu preset as it is
-  bf16        compute_dtype='bfloat16' (mixed precision: hidden layers in bfloat16)
-  unroll4     the minibatch scan unrolled 4 times (same arithmetic, fewer loop trips)
-  mb16        16 minibatches of twice the size (half the gradient steps)
-  value3      value net (256, 256, 256) instead of five layers
-  epochs4     4 epochs instead of 8 (half the gradient steps)
-  bf16_mb8    bf16, 8 minibatches of 40960 (a quarter of the gradient steps)
+  preset        the gpu preset as it is (bf16, 4 epochs of 8 minibatches of 40960)
+  brax          brax's SGD
+  bf16          compute_dtype='bfloat16' (mixed precision: hidden layers in bfloat16)
+  unroll4       the minibatch scan unrolled 4 times (same arithmetic, fewer loop trips)
+  mb16          16 minibatches of twice the size (half the gradient steps)
+  value3        value net (256, 256, 256) instead of five layers
+  epochs4       4 epochs instead of 8 (half the gradient steps)
+  bf16_mb8      bf16, 8 minibatches of 40960 (a quarter of the gradient steps)
   bf16_e4_mb16  bf16, 4 epochs of 16 minibatches of 20480 (64 steps, a quarter)
-  bf16_e4_mb8   bf16, 4 epochs of 8 minibatches of 40960 (32 steps, an eighth)
+  bf16_e4_mb8   bf16, 4 epochs of 8 minibatches of 40960 (32 steps, an eighth: the preset's SGD)
 
 Physics is untouched by every variant, so with the iteration's other parts (profile_iteration.py)
-this gives the training steps/s each variant could reach. Only 'bf16' and 'unroll4' leave the
+this gives the training steps/s each variant could reach. Only 'bf16' and 'unroll4' leave brax's
 algorithm as it is; the others change how much SGD each sample gets, so their effect on
-time-to-8000 must be measured with train_vs_brax.py.
+time-to-8000 must be measured with train_vs_brax.py (its --set takes the same fields).
 
     python benchmarks/sgd_cost.py                       # on the GPU, every variant
     python benchmarks/sgd_cost.py --smoke               # tiny, on the CPU
@@ -41,14 +43,16 @@ import jaxhum  # noqa: E402
 from jaxhum.rl import networks  # noqa: E402
 from jaxhum.rl import train as train_lib  # noqa: E402
 
+BRAX_SGD = {"compute_dtype": "float32", "num_updates_per_batch": 8, "num_minibatches": 32}
 VARIANTS = {
     "preset": {},
-    "bf16": {"compute_dtype": "bfloat16"},
-    "unroll4": {},
-    "mb16": {"num_minibatches": 16},
-    "value3": {"value_hidden_sizes": (256, 256, 256)},
-    "epochs4": {"num_updates_per_batch": 4},
-    "bf16_mb8": {"compute_dtype": "bfloat16", "num_minibatches": 8},
+    "brax": BRAX_SGD,
+    "bf16": {**BRAX_SGD, "compute_dtype": "bfloat16"},
+    "unroll4": BRAX_SGD,
+    "mb16": {**BRAX_SGD, "num_minibatches": 16},
+    "value3": {**BRAX_SGD, "value_hidden_sizes": (256, 256, 256)},
+    "epochs4": {**BRAX_SGD, "num_updates_per_batch": 4},
+    "bf16_mb8": {**BRAX_SGD, "compute_dtype": "bfloat16", "num_minibatches": 8},
     "bf16_e4_mb16": {"compute_dtype": "bfloat16", "num_updates_per_batch": 4, "num_minibatches": 16},
     "bf16_e4_mb8": {"compute_dtype": "bfloat16", "num_updates_per_batch": 4, "num_minibatches": 8},
 }
@@ -122,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'variant':>8} | {'SGD ms':>8} | {'grad steps':>10} | {'ms per step':>11}")
     for name in args.variants:
         variant = dataclasses.replace(ppo, **VARIANTS[name])
-        if "num_minibatches" in VARIANTS[name] and args.smoke:
-            variant = dataclasses.replace(variant, num_minibatches=2)
+        if args.smoke:  # minibatches that divide the tiny batch
+            variant = dataclasses.replace(variant, num_minibatches=min(variant.num_minibatches, 4))
         seconds = sgd_seconds(env, variant, 4 if name == "unroll4" else 1, 1 if args.smoke else args.repeats)
         steps = variant.gradient_steps_per_iteration
         print(f"{name:>8} | {1e3 * seconds:8.1f} | {steps:10d} | {1e3 * seconds / steps:11.3f}", flush=True)
