@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import pathlib
+import types
+from collections.abc import Iterator
 
 import jax
 import numpy as np
@@ -129,6 +133,39 @@ def make_slider_env(episode_length: int = 10, curriculum: tuple[str, ...] = (), 
                step=with_autoreset(step_without_reset, episode_length), step_without_reset=step_without_reset,
                observation_size=3, action_size=1, dt=0.02, episode_length=episode_length, sim=None,
                curriculum=tuple(curriculum))
+
+
+@dataclasses.dataclass(frozen=True)
+class SliderConfig:
+    """The slider as a registered task ('slider'): its one setting."""
+
+    episode_length: int = 10
+
+    def validate(self) -> None:
+        if self.episode_length <= 0:
+            raise ValueError(f"episode_length: must be a positive integer, got {self.episode_length}")
+
+
+SLIDER_TASK = "slider"
+
+
+@contextlib.contextmanager
+def slider_task() -> Iterator[None]:
+    """Adds the slider to the task registry (`jaxhum.envs.REGISTRY`) while the block runs, so
+    that the runner and its command line (`--set env_name=slider`), resume and checkpoint
+    loading all build it by name like a real task. For tests of the runner's own behaviour
+    (resume, seeds, signals), which take the same code paths whichever task is trained."""
+    from jaxhum import envs
+    from jaxhum.envs import registry
+
+    spec = registry.TaskSpec(SliderConfig, lambda config: make_slider_env(episode_length=config.episode_length))
+    extended = types.MappingProxyType({**registry.REGISTRY, SLIDER_TASK: spec})
+    saved = registry.REGISTRY, envs.REGISTRY
+    registry.REGISTRY = envs.REGISTRY = extended
+    try:
+        yield
+    finally:
+        registry.REGISTRY, envs.REGISTRY = saved
 
 
 def leaves_with_key_data(tree):

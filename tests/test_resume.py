@@ -6,6 +6,12 @@ Phase 1 starts three runs of one tiny config side by side: the reference (no eva
 stopped by SIGTERM after its first checkpoint (evaluating, which must not perturb training) and
 one killed by SIGKILL at a random moment after its second checkpoint (possibly mid-save), whose
 newest checkpoint is then corrupted. Phase 2 resumes both.
+
+The runs train the one-joint MJX slider of tests/helpers.py, registered as a task, through the
+real command line of experiments.humanoid_run (tests/slider_cli.py): what is tested here is the
+runner's (signals, checkpoints, resume, refused changes), the same for every task, and each of
+the five processes compiles the slider in seconds where humanoid_run took minutes. The
+humanoid's own state (its MJX Data) is resumed bit for bit by test_save_faults.py.
 """
 
 from __future__ import annotations
@@ -25,11 +31,12 @@ from experiments import humanoid_run
 from jaxhum import checkpoint, runner
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+CLI = pathlib.Path(__file__).with_name("slider_cli.py")  # experiments.humanoid_run's, with the slider task
 ITERATION = 16  # env steps per iteration: 4 envs x 4 steps
 TOTAL = 600 * ITERATION
 TINY = [
     "--preset", "cpu", "--num-envs", "4", "--num-timesteps", str(TOTAL), "--checkpoint-every", str(100 * ITERATION),
-    "--set", "ppo.unroll_length=4", "ppo.num_minibatches=2", "ppo.num_updates_per_batch=1",
+    "--set", f"env_name={helpers.SLIDER_TASK}", "ppo.unroll_length=4", "ppo.num_minibatches=2", "ppo.num_updates_per_batch=1",
     "ppo.policy_hidden_sizes=8", "ppo.value_hidden_sizes=8", "ppo.num_eval_envs=2",
     "env.episode_length=20", f"log_every={10 * ITERATION}", "keep_checkpoints=3",
 ]
@@ -38,7 +45,7 @@ TINY = [
 def _start(args: list[str], env: dict[str, str], log: pathlib.Path) -> subprocess.Popen:
     with open(log, "w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "experiments.humanoid_run", *args], cwd=REPO, env=env,
+            [sys.executable, str(CLI), *args], cwd=REPO, env=env,
             stdout=out, stderr=subprocess.STDOUT, text=True,
         )
 
@@ -71,6 +78,13 @@ def _wait_for_log(proc: subprocess.Popen, run_dir: pathlib.Path, log: pathlib.Pa
 
 def _final_leaves(run_dir: pathlib.Path) -> dict[str, tuple]:
     return helpers.checkpoint_leaves(run_dir, TOTAL)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _slider_task():
+    """The slider is a task for this module's in-process command lines too (refused changes)."""
+    with helpers.slider_task():
+        yield
 
 
 @pytest.fixture(scope="module")
