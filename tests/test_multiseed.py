@@ -1,21 +1,22 @@
 """num_seeds: K seeds in one jitted program, each a complete run directory of its own.
 
-One module fixture trains, on a tiny humanoid_run (4 envs, 4-step unrolls, 20-step episodes, 6
-iterations, so every env's first episode is truncated and autoreset mid-run; checkpoints at
-iterations 3 and 6):
+One module fixture trains, on the one-joint MJX slider of tests/helpers.py registered as a task
+(4 envs, 4-step unrolls, 20-step episodes, 6 iterations, so every env's first episode is
+truncated and autoreset mid-run; checkpoints at iterations 3 and 6):
   - seeds 3 and 4 as two separate one-seed runs (one shared trainer), one evaluation at the end;
   - seeds 3 and 4 in one program with the seeds in a loop (vmap_seeds=false), likewise;
   - seeds 3 and 4 in one program side by side (vmap, the default), through the command line,
-    without evaluation: nothing here reads its evaluation, and its K-seed evaluation program is
-    the costliest compile of the three runs (test_runner.py evaluates K = 2 vmapped seeds).
+    without evaluation (nothing here reads it).
 The loop program must equal the separate runs bit for bit (checkpoints, metrics, evaluation).
 vmap differs in the last bits on the CPU (XLA's CPU reductions sum in an order that depends on
 how many rows they reduce at once), so its first iteration's metrics agree to a float tolerance
 only. Resume of a 2-seed run must be exact, from the newest step every seed directory holds.
 
-The tiny config's PPO and task settings are those of test_runner.py, test_resume.py and the other
-runner tests, so the one-seed runs' programs (init, iteration, evaluation) are the same programs as
-theirs and come from the shared persistent compilation cache when one of them compiled them first.
+Those are properties of the runner and the trainer, the same for every task; the slider compiles
+in seconds where each of humanoid_run's three program sets (one seed, loop, vmap) took minutes.
+The humanoid itself runs once, as 2 vmapped seeds through the command line with the PPO and task
+settings of test_runner.py and the other runner tests: its seed directories must be complete
+one-seed runs that `checkpoint.load_run` restores (the humanoid's MJX state, sliced per seed).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import jax
 import numpy as np
 import pytest
 
+import helpers
 from experiments import humanoid_run
 from jaxhum import checkpoint, config as config_lib, runner, runlog, runs
 
@@ -41,13 +43,14 @@ TINY = (  # the PPO and task settings of test_runner.py / test_resume.py: shared
     "ppo.policy_hidden_sizes=8", "ppo.value_hidden_sizes=8", "ppo.num_eval_envs=2",
     "env.episode_length=20", f"log_every={ITERATION}",
 )
+SLIDER = (*TINY, f"env_name={helpers.SLIDER_TASK}")  # the same settings, on the slider
 EVALUATE = f"eval_every={TOTAL}"  # one evaluation, at the end
 CHECKPOINTS = (3 * ITERATION, TOTAL)
 VOLATILE = ("wall_s", "train/steps_per_second")  # timing, not training
 
 
 def _config(*extra: str) -> runner.RunConfig:
-    return runner.prepare(humanoid_run.get_config, [*TINY, EVALUATE, *extra], "humanoid_run", ("cpu",)).config
+    return runner.prepare(humanoid_run.get_config, [*SLIDER, EVALUATE, *extra], "humanoid_run", ("cpu",)).config
 
 
 def _rows(run_dir: pathlib.Path) -> list[dict]:
@@ -66,6 +69,12 @@ def _assert_same_state(a, b) -> None:
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _slider_task():
+    with helpers.slider_task():
+        yield
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("multiseed")
@@ -78,24 +87,38 @@ def trained(tmp_path_factory):
     loop_trainer = runner.build_trainer(loop_config)
     loop = runner.train(loop_config, root / "loop", progress="none", trainer=loop_trainer)
     # vmap through the command line: flags, directory layout and printed summary end to end.
-    code = humanoid_run.main([*TINY, "eval_every=0", "--seed", str(SEEDS[0]), "--num-seeds", "2",
-                              "--out", str(root / "vmap"), "--progress", "none"])
+    code = _vmap_main(SLIDER, root / "vmap")
     assert code == 0
     return root, loop, loop_config, loop_trainer
 
 
-def test_seed_directories_are_complete_one_seed_runs(trained):
-    root, loop, _, _ = trained
-    group = runlog.read_json(root / "vmap" / runs.SEEDS_FILE)
+def _vmap_main(settings: tuple[str, ...], out: pathlib.Path) -> int:
+    return humanoid_run.main([*settings, "eval_every=0", "--seed", str(SEEDS[0]), "--num-seeds", "2",
+                              "--out", str(out), "--progress", "none"])
+
+
+@pytest.fixture(scope="module")
+def humanoid_vmap(tmp_path_factory) -> pathlib.Path:
+    """humanoid_run's 2 vmapped seeds through the command line (the runner tests' tiny settings)."""
+    out = tmp_path_factory.mktemp("multiseed_humanoid") / "vmap"
+    assert _vmap_main(TINY, out) == 0
+    return out
+
+
+@pytest.mark.parametrize("task", ["humanoid_run", helpers.SLIDER_TASK])
+def test_seed_directories_are_complete_one_seed_runs(task, request):
+    root, loop, _, _ = request.getfixturevalue("trained")
+    vmap = request.getfixturevalue("humanoid_vmap") if task == "humanoid_run" else root / "vmap"
+    group = runlog.read_json(vmap / runs.SEEDS_FILE)
     assert group["seed_run_dirs"] == [f"seed_{s}" for s in SEEDS]
-    assert group["config"]["num_seeds"] == 2
+    assert (group["config"]["num_seeds"], group["config"]["env_name"]) == (2, task)
     for seed in SEEDS:
-        seed_dir = root / "vmap" / f"seed_{seed}"
+        seed_dir = vmap / f"seed_{seed}"
         saved = config_lib.from_json(runner.RunConfig, runlog.read_json(seed_dir / "config.json"))
         assert (saved.seed, saved.num_seeds, saved.out_dir) == (seed, 1, str(seed_dir))
         assert (seed_dir / "eval_summary.json").is_file() and list(seed_dir.glob("events.out.tfevents.*"))
         loaded = checkpoint.load_run(seed_dir)  # the loader of any one-seed run, unchanged
-        assert (loaded.step, loaded.config.seed) == (TOTAL, seed)
+        assert (loaded.step, loaded.config.seed, loaded.env.name) == (TOTAL, seed, task)
     assert [s["run_dir"] for s in loop.summary["seeds"]] == [str(root / "loop" / f"seed_{s}") for s in SEEDS]
 
 
