@@ -1,12 +1,15 @@
 """A few PPO iterations of a tiny task, run as a subprocess by tests/test_parallel.py.
 
-    python tests/parallel_worker.py OUT.json              # humanoid_run on 1 device, then on a
-                                                          # 2-device mesh; the slider on that mesh
+    python tests/parallel_worker.py OUT.json              # the slider on 1 device, then on a
+                                                          # 2-device mesh (twice: compiled when
+                                                          # called, and precompiled); humanoid_run
+                                                          # on that mesh
     JAXHUM_COORDINATOR=localhost:PORT JAXHUM_NUM_PROCESSES=2 JAXHUM_PROCESS_ID=i \
         python tests/parallel_worker.py OUT.json          # the slider, one process of a 2-process mesh
 
-The 2-process run uses the one-joint MJX slider of tests/helpers.py: each process compiles its
-whole program itself, and the slider's compiles in seconds where humanoid_run's take minutes.
+The runs compared with each other train the one-joint MJX slider of tests/helpers.py: its
+programs compile in seconds where humanoid_run's take minutes, and each process of the 2-process
+run compiles its whole program itself. humanoid_run trains once, on the 2-device mesh.
 
 Writes {name: {"metrics": [...per iteration...], "params": [...flat...], "shardings": {...}}}.
 XLA_FLAGS (forced host devices) and the distributed variables must be set by the caller: JAX
@@ -72,8 +75,8 @@ def main(out: str) -> int:
         results = {"distributed": run(parallel.make_mesh("all"), "slider"), "process": jax.process_index()}
     else:
         mesh = parallel.make_mesh(2)
-        results = {"single": run(None, "humanoid_run"), "sharded": run(mesh, "humanoid_run"),
-                   "sharded_slider": run(mesh, "slider", precompile=True)}
+        results = {"single": run(None, "slider"), "sharded": run(mesh, "slider"),
+                   "precompiled": run(mesh, "slider", precompile=True), "humanoid": run(mesh, "humanoid_run")}
     with open(out, "w") as f:
         json.dump(results, f)
     return 0

@@ -2,19 +2,26 @@
 
 Both run tests/parallel_worker.py in subprocesses (JAX reads XLA_FLAGS and the distributed
 settings when it starts, and pytest's process started it long ago), 4 envs for 3 iterations:
-  - one process with 2 forced host devices: a tiny humanoid_run on 1 device and on a 2-device
-    mesh, and the one-joint MJX slider (tests/helpers.py) on that mesh;
+  - one process with 2 forced host devices: the one-joint MJX slider (tests/helpers.py) on 1
+    device and on a 2-device mesh (compiled when first called, and precompiled from shapes),
+    and a tiny humanoid_run on that mesh;
   - two processes of one CPU device each, joined by `jax.distributed.initialize` through a
     localhost coordinator (gloo CPU collectives), each stepping its own 2 envs of the slider.
     Each process compiles the whole program itself (JAX's executable sharing between processes
-    misses on the CPU: the processes' cache keys differ), so this run uses the task that
-    compiles in seconds; it is compared with the slider's 2-device run.
+    misses on the CPU: the processes' cache keys differ); it is compared with the slider's
+    2-device run.
+The runs compared train the slider: how a run is split over devices and processes is the
+trainer's (env batch sharding, gradient all-reduce, normaliser statistics, metric means), the
+same for every task, and the slider compiles in seconds where each humanoid_run program set
+took minutes. humanoid_run, the MJX program the mesh is for, trains on the 2-device mesh:
+sharded the same way, finite, each program compiled once.
 Tolerance: splitting the batch changes the order of float32 sums (the gradient all-reduce,
 normaliser statistics, metric means), so the sharded run matches to rtol 1e-4 / atol 1e-5 on
-the metrics of the first iteration and 1e-3 on the parameters after 3 iterations (the physics is
-chaotic, so an ulp-level difference grows), while two processes of one run agree exactly.
-Measured here (humanoid_run): first-iteration metrics within 1.2e-5 relative, parameters within
-3e-5 after 3 iterations; the 2-process run equalled the 2-device run exactly.
+the metrics of the first iteration and 1e-3 on the parameters after 3 iterations (a chaotic
+task lets an ulp-level difference grow), while two processes of one run agree exactly.
+Measured on humanoid_run before the slider took its place: first-iteration metrics within
+1.2e-5 relative, parameters within 3e-5 after 3 iterations; the 2-process run equalled the
+2-device run exactly.
 """
 
 from __future__ import annotations
@@ -65,6 +72,15 @@ def test_sharded_run_equals_single_device_run(sharded):
     assert all(np.isfinite(v) for row in split["metrics"] for v in row.values())
 
 
+def test_humanoid_trains_on_the_mesh(sharded):
+    humanoid = sharded["humanoid"]
+    assert humanoid["shardings"] == {"obs": ["data"], "obs_devices": 2, "params_replicated": True,
+                                     "local_env_rows": 4}
+    assert len(humanoid["metrics"]) == 3 and "train/episode_reward" in humanoid["metrics"][0]
+    assert all(np.isfinite(v) for row in humanoid["metrics"] for v in row.values())
+    assert all(np.isfinite(v) for v in humanoid["eval"].values()) and all(np.isfinite(humanoid["params"][0]))
+
+
 def test_two_processes_agree_through_jax_distributed(sharded, subprocess_env, tmp_path):
     env = dict(subprocess_env, JAXHUM_COORDINATOR=f"localhost:{_free_port()}", JAXHUM_NUM_PROCESSES="2")
     env.pop("XLA_FLAGS", None)
@@ -84,14 +100,15 @@ def test_two_processes_agree_through_jax_distributed(sharded, subprocess_env, tm
     # Each process holds the envs of its own device only; the mesh spans both.
     assert a["shardings"] == {"obs": ["data"], "obs_devices": 2, "params_replicated": True,
                               "local_env_rows": 2}
-    _assert_close(sharded["sharded_slider"], a, rtol=1e-4, atol=1e-5)
+    _assert_close(sharded["precompiled"], a, rtol=1e-4, atol=1e-5)
 
 
 def test_programs_precompiled_from_sharded_shapes_are_the_ones_the_run_calls(sharded):
     """On the 2-device mesh, the iteration and the evaluation compiled by `parallel.Precompile`
     from `jax.eval_shape` of init (shardings included) are reused: each compiles once."""
-    assert sharded["sharded_slider"]["compiles"] == {"_iteration": 1, "_evaluate": 1}
+    assert sharded["precompiled"]["compiles"] == {"_iteration": 1, "_evaluate": 1}
     assert sharded["sharded"]["compiles"] == {"_iteration": 1, "_evaluate": 1}  # without precompiling
+    assert sharded["humanoid"]["compiles"] == {"_iteration": 1, "_evaluate": 1}
 
 
 def test_make_mesh_checks_the_device_count():
