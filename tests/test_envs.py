@@ -75,7 +75,8 @@ def test_reset_is_deterministic_and_noisy(env, batched):
 def test_reward_matches_brax_formula(env, batched, first_batch):
     """r = 1.25 vx_com + 5 - 0.1 |ctrl|^2 with ctrl = 0.4 a (brax scales a onto [-0.4, 0.4])."""
     _, _, _, step = batched
-    action = jnp.full((NUM_ENVS, env.action_size), 0.5)
+    # float32 as the other tests' actions (a bare 0.5 would make it weakly typed: a second compile)
+    action = jnp.full((NUM_ENVS, env.action_size), 0.5, jnp.float32)
     state = step(first_batch, action)
     ctrl_cost = 0.1 * env.action_size * (0.5 * 0.4) ** 2
     expected = 1.25 * np.asarray(state.metrics["x_velocity"]) + 5.0 - ctrl_cost
