@@ -1,6 +1,12 @@
 """Fine-tuning with init_from=RUN_DIR: the new run starts from the source run's policy, value and
 normalizer; mismatched shapes and missing runs are refused on one line before anything is
-compiled or written; a fine-tuned run resumes normally (init_from is then ignored)."""
+compiled or written; a fine-tuned run resumes normally (init_from is then ignored).
+
+The runs train the one-joint MJX slider of tests/helpers.py, registered as a task, through the
+real command line of experiments.humanoid_run (in-process, and in real processes through
+tests/slider_cli.py): what moves from one run to another (policy, value, normalizer) and what is
+refused is the runner's, the same for every task, and the slider compiles in seconds where
+humanoid_run took minutes in each process."""
 
 from __future__ import annotations
 
@@ -19,10 +25,11 @@ from experiments import humanoid_run
 from jaxhum import checkpoint, finetune, runner, runs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+CLI = pathlib.Path(__file__).with_name("slider_cli.py")  # experiments.humanoid_run's, with the slider task
 ITERATION = 16  # env steps per iteration: 4 envs x 4 steps
 TINY = [  # the config of test_resume.py, so the two share compiles through the persistent cache
     "--preset", "cpu", "--num-envs", "4", "--checkpoint-every", str(100 * ITERATION),
-    "--set", "ppo.unroll_length=4", "ppo.num_minibatches=2", "ppo.num_updates_per_batch=1",
+    "--set", f"env_name={helpers.SLIDER_TASK}", "ppo.unroll_length=4", "ppo.num_minibatches=2", "ppo.num_updates_per_batch=1",
     "ppo.policy_hidden_sizes=8", "ppo.value_hidden_sizes=8", "ppo.num_eval_envs=2",
     "env.episode_length=20", f"log_every={10 * ITERATION}", "keep_checkpoints=3", "eval_every=0",
 ]
@@ -31,13 +38,19 @@ TRANSFERRED = (".policy_params", ".value_params", ".normalizer")
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     env = {**env, "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "experiments.humanoid_run", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, str(CLI), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _slider_task():
+    with helpers.slider_task():
+        yield
 
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory, subprocess_env) -> pathlib.Path:
-    """A tiny humanoid_run trained for two iterations (seed 3)."""
+    """A tiny run trained for two iterations (seed 3)."""
     run_dir = tmp_path_factory.mktemp("finetune") / "source"
     proc = _cli([*TINY, "--seed", "3", "--num-timesteps", str(2 * ITERATION), "--out", str(run_dir)], subprocess_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
