@@ -287,8 +287,9 @@ def test_sim_model_on_plain_mjcf(tmp_path):
     model = jaxhum.sim.load_model(xml)
     assert model.id("body", "box") == 1 and model.id("site", "tip") == 0
     assert model.sensor_slice("p") == slice(0, 3)
-    data = jaxhum.sim.init(model.mjx_model, jnp.asarray(model.mj_model.qpos0), jnp.zeros(6))
-    data = jaxhum.sim.step(model.mjx_model, data, jnp.zeros(0), 10)
+    # Jitted: one compile each (run eagerly, MJX's forward pass compiled op by op, 3x slower).
+    data = jax.jit(jaxhum.sim.init)(model.mjx_model, jnp.asarray(model.mj_model.qpos0), jnp.zeros(6))
+    data = jax.jit(jaxhum.sim.step, static_argnums=3)(model.mjx_model, data, jnp.zeros(0), 10)
     # free fall for 10 steps of 2 ms from rest: z drops by about g t^2 / 2 (semi-implicit Euler)
     t = 10 * model.mj_model.opt.timestep
     assert float(data.qpos[2]) == pytest.approx(1.0 - 0.5 * 9.81 * t * t, abs=2e-3)
