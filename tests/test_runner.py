@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import CountCompiles
 
 from jaxhum import checkpoint, config as config_lib, runner
 
@@ -138,8 +139,6 @@ def test_stop_at_eval_return_ends_run_at_first_eval_reaching_it(tmp_path):
 
 
 def test_precompile_compiles_from_shapes_in_the_background_and_reports_errors():
-    from helpers import CountCompiles
-
     from jaxhum.rl import parallel
 
     def double_it(x):
@@ -163,7 +162,6 @@ def test_runner_uses_the_programs_it_precompiled(tmp_path, monkeypatch, num_seed
     """With precompile=True the iteration and the evaluation compile in background threads from
     the state's shapes; the run then calls exactly those programs (each compiled once) and logs
     what a run without precompiling logs."""
-    from helpers import CountCompiles
     from test_rl_train import make_point_env
 
     from jaxhum.rl import PPOConfig, make_train, parallel
