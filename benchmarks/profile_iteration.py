@@ -3,11 +3,14 @@
 Each part is jitted and timed on its own (compile excluded, best of a few repeats), with the
 gpu preset's PPO at the given env count:
   physics     unroll_length batched env steps with random actions (no network);
-  rollout     the training rollout (physics + policy inference + bookkeeping);
-  values+GAE  the value network on obs and final_obs and the GAE scan;
-  iteration   the whole jitted iteration; SGD is what remains.
+  rollout     the training rollout (physics + policy inference + bookkeeping); 'inference' is
+              rollout - physics, so it includes physics being slower under the policy's actions;
+  values      the value network on obs and final_obs (the preset's compute dtype);
+  GAE         the GAE scan over those values;
+  iteration   the whole jitted iteration; SGD is what remains (with the normaliser update).
 
     python benchmarks/profile_iteration.py --num-envs 8192
+    python benchmarks/profile_iteration.py --num-envs 8192 --set ppo.num_updates_per_batch=2
     python benchmarks/profile_iteration.py --smoke
 """
 
@@ -44,8 +47,10 @@ def profile(ppo: train_lib.PPOConfig, env, repeats: int) -> dict[str, float]:
     trainer = train_lib.make_train(env, ppo, num_iterations=10)
     state = trainer.init(jax.random.PRNGKey(0))
     n, t_len = ppo.num_envs, ppo.unroll_length
-    policy_net = networks.make_policy_network(env.observation_size, env.action_size, ppo.policy_hidden_sizes, ppo.activation)
-    value_net = networks.make_value_network(env.observation_size, ppo.value_hidden_sizes, ppo.activation)
+    policy_net = networks.make_policy_network(env.observation_size, env.action_size, ppo.policy_hidden_sizes,
+                                              ppo.activation, ppo.compute_dtype)
+    value_net = networks.make_value_network(env.observation_size, ppo.value_hidden_sizes, ppo.activation,
+                                            ppo.compute_dtype)
     static = train_lib._Static(env=env, config=ppo, policy_net=policy_net, value_net=value_net, optimizer=None)
 
     @jax.jit
@@ -68,18 +73,22 @@ def profile(ppo: train_lib.PPOConfig, env, repeats: int) -> dict[str, float]:
     traj = rollout(state, jax.random.PRNGKey(1))
 
     @jax.jit
-    def values_and_gae(st, traj):
+    def values(st, traj):
         obs = train_lib._normalize(static, st.normalizer, traj.obs)
         final_obs = train_lib._normalize(static, st.normalizer, traj.final_obs)
-        v = value_net.apply(st.value_params, jnp.stack([obs, final_obs]))
-        gae = functools.partial(losses.gae, gamma=ppo.discounting, lam=ppo.gae_lambda)
+        return value_net.apply(st.value_params, jnp.stack([obs, final_obs]))
+
+    @jax.jit
+    def gae(traj, v):
+        fn = functools.partial(losses.gae, gamma=ppo.discounting, lam=ppo.gae_lambda)
         term = traj.done * (1.0 - traj.truncated)
-        return jax.vmap(gae, in_axes=1, out_axes=1)(traj.reward, v[0], v[1], term, traj.done)
+        return jax.vmap(fn, in_axes=1, out_axes=1)(traj.reward, v[0], v[1], term, traj.done)
 
     times = {
         "physics": _best(physics, state.env_state, jax.random.PRNGKey(2), repeats=repeats),
         "rollout": _best(rollout, state, jax.random.PRNGKey(1), repeats=repeats),
-        "values+GAE": _best(values_and_gae, state, traj, repeats=repeats),
+        "values": _best(values, state, traj, repeats=repeats),
+        "GAE": _best(gae, traj, values(state, traj), repeats=repeats),
     }
     # iteration donates its state, so each call takes the previous call's output.
     holder = {"state": state}
@@ -96,7 +105,7 @@ def profile(ppo: train_lib.PPOConfig, env, repeats: int) -> dict[str, float]:
         best = min(best, time.perf_counter() - t0)
     times["iteration"] = best
     times["inference"] = times["rollout"] - times["physics"]
-    times["SGD"] = times["iteration"] - times["rollout"] - times["values+GAE"]
+    times["SGD"] = times["iteration"] - times["rollout"] - times["values"] - times["GAE"]
     return times
 
 
@@ -105,21 +114,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--num-envs", type=int, nargs="+", default=None)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="config overrides of the preset (e.g. ppo.num_updates_per_batch=2)")
     args = parser.parse_args(argv)
     from experiments import humanoid_run
+    from jaxhum.config import apply_overrides
 
-    config = humanoid_run.get_config("cpu" if args.smoke else "gpu")
+    config = apply_overrides(humanoid_run.get_config("cpu" if args.smoke else "gpu"), list(args.overrides))
     env = jaxhum.envs.make(config.env_name, **dict(config.env))
-    print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}")
-    print(f"{'envs':>6} | {'iteration ms':>12} | {'physics':>8} | {'inference':>9} | {'values+GAE':>10} | {'SGD':>8}")
+    print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, overrides {args.overrides}")
+    parts = ("physics", "inference", "values", "GAE", "SGD")
+    print(f"{'envs':>6} | {'iteration ms':>12} | " + " | ".join(f"{p + ' ms':>12}" for p in parts))
     for n in args.num_envs or ([16] if args.smoke else [config.ppo.num_envs]):
         import dataclasses
 
         ppo = dataclasses.replace(config.ppo, num_envs=n)
         t = profile(ppo, env, 1 if args.smoke else args.repeats)
-        frac = {k: 100.0 * t[k] / t["iteration"] for k in ("physics", "inference", "values+GAE", "SGD")}
-        print(f"{n:6d} | {1e3 * t['iteration']:12.1f} | {frac['physics']:7.1f}% | {frac['inference']:8.1f}% | "
-              f"{frac['values+GAE']:9.1f}% | {frac['SGD']:7.1f}%", flush=True)
+        cells = [f"{1e3 * t[p]:5.1f} ({100.0 * t[p] / t['iteration']:4.1f}%)" for p in parts]
+        print(f"{n:6d} | {1e3 * t['iteration']:12.1f} | " + " | ".join(f"{c:>12}" for c in cells), flush=True)
     return 0
 
 
