@@ -123,8 +123,8 @@ def test_gpu_preset_matches_brax_humanoid_settings():
     ppo = humanoid_run.get_config("gpu").ppo
     assert ppo.num_envs >= 2048 and ppo.policy_hidden_sizes == (32,) * 4 and ppo.value_hidden_sizes == (256,) * 5
     assert (ppo.discounting, ppo.reward_scaling, ppo.clip_epsilon) == (0.97, 0.1, 0.3)
-    assert (ppo.learning_rate, ppo.entropy_cost, ppo.compute_dtype) == (1e-3, 2e-2, "bfloat16")
-    assert (ppo.num_updates_per_batch, ppo.num_minibatches, ppo.minibatch_size) == (4, 8, 40960)
+    assert (ppo.learning_rate, ppo.entropy_cost, ppo.compute_dtype) == (1.5e-3, 2e-2, "bfloat16")
+    assert (ppo.num_updates_per_batch, ppo.num_minibatches, ppo.minibatch_size) == (2, 8, 40960)
     cpu = humanoid_run.get_config("cpu").ppo
     assert (cpu.learning_rate, cpu.entropy_cost, cpu.compute_dtype) == (3e-4, 1e-3, "float32")
 
