@@ -5,7 +5,7 @@ num_minibatches gradient steps over one iteration's 327,680 samples) is jitted a
 (compile excluded, best of --repeats), for each variant. All but 'preset' start from brax's SGD
 (8 epochs of 32 minibatches of 10240, float32: the gpu preset before commit a783e28):
 
-  preset        the gpu preset as it is (bf16, 4 epochs of 8 minibatches of 40960)
+  preset        the gpu preset as it is (bf16, 2 epochs of 8 minibatches of 40960, since 12e35c2)
   brax          brax's SGD
   bf16          compute_dtype='bfloat16' (mixed precision: hidden layers in bfloat16)
   unroll4       the minibatch scan unrolled 4 times (same arithmetic, fewer loop trips)
@@ -14,9 +14,9 @@ num_minibatches gradient steps over one iteration's 327,680 samples) is jitted a
   epochs4       4 epochs instead of 8 (half the gradient steps)
   bf16_mb8      bf16, 8 minibatches of 40960 (a quarter of the gradient steps)
   bf16_e4_mb16  bf16, 4 epochs of 16 minibatches of 20480 (64 steps, a quarter)
-  bf16_e4_mb8   bf16, 4 epochs of 8 minibatches of 40960 (32 steps, an eighth: the preset's SGD)
-  preset_e2     the preset with 2 epochs (16 steps of 40960: each sample used twice)
-  preset_e1_mb16  the preset with 1 epoch of 16 minibatches of 20480 (16 steps, each sample once)
+  bf16_e4_mb8   bf16, 4 epochs of 8 minibatches of 40960 (32 steps, an eighth: the preset's SGD before 12e35c2)
+  preset_e2     2 epochs (16 steps of 40960: each sample used twice; the preset since 12e35c2)
+  preset_e1_mb16  1 epoch of 16 minibatches of 20480 (16 steps, each sample once)
 
 Physics is untouched by every variant, so with the iteration's other parts (profile_iteration.py)
 this gives the training steps/s each variant could reach. Only 'bf16' and 'unroll4' leave brax's
@@ -57,8 +57,8 @@ VARIANTS = {
     "bf16_mb8": {**BRAX_SGD, "compute_dtype": "bfloat16", "num_minibatches": 8},
     "bf16_e4_mb16": {"compute_dtype": "bfloat16", "num_updates_per_batch": 4, "num_minibatches": 16},
     "bf16_e4_mb8": {"compute_dtype": "bfloat16", "num_updates_per_batch": 4, "num_minibatches": 8},
-    "preset_e2": {"num_updates_per_batch": 2},
-    "preset_e1_mb16": {"num_updates_per_batch": 1, "num_minibatches": 16},
+    "preset_e2": {"compute_dtype": "bfloat16", "num_updates_per_batch": 2, "num_minibatches": 8},
+    "preset_e1_mb16": {"compute_dtype": "bfloat16", "num_updates_per_batch": 1, "num_minibatches": 16},
 }
 
 
