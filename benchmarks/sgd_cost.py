@@ -15,7 +15,6 @@ num_minibatches gradient steps over one iteration's 327,680 samples) is jitted a
   bf16_mb8      bf16, 8 minibatches of 40960 (a quarter of the gradient steps)
   bf16_e4_mb16  bf16, 4 epochs of 16 minibatches of 20480 (64 steps, a quarter)
   bf16_e4_mb8   bf16, 4 epochs of 8 minibatches of 40960 (32 steps, an eighth: the preset's SGD before 12e35c2)
-  preset_e2     2 epochs (16 steps of 40960: each sample used twice; the preset since 12e35c2)
   preset_e1_mb16  1 epoch of 16 minibatches of 20480 (16 steps, each sample once)
 
 Physics is untouched by every variant, so with the iteration's other parts (profile_iteration.py)
@@ -57,7 +56,6 @@ VARIANTS = {
     "bf16_mb8": {**BRAX_SGD, "compute_dtype": "bfloat16", "num_minibatches": 8},
     "bf16_e4_mb16": {"compute_dtype": "bfloat16", "num_updates_per_batch": 4, "num_minibatches": 16},
     "bf16_e4_mb8": {"compute_dtype": "bfloat16", "num_updates_per_batch": 4, "num_minibatches": 8},
-    "preset_e2": {"compute_dtype": "bfloat16", "num_updates_per_batch": 2, "num_minibatches": 8},
     "preset_e1_mb16": {"compute_dtype": "bfloat16", "num_updates_per_batch": 1, "num_minibatches": 16},
 }
 
