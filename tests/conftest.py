@@ -4,18 +4,6 @@ import os
 
 import pytest
 
-# Every test process compiles with LLVM optimising the generated CPU code at level 0 instead of 3
-# (set before JAX starts; xdist workers and test subprocesses inherit it). Compiling MJX programs
-# is most of the suite's time on a 2-core CI machine, and this cuts it by about a third; the
-# programs (HLO, shardings, collectives, donation, control flow) are the same, only the machine
-# code is less optimised, so results can differ from a default build in the last bits. Runs a
-# test compares with each other are all built this way; the one test pinning bits made by a
-# default build (test_asymmetric_critic's golden hash) runs in a process at the default level.
-# An XLA_FLAGS that already sets the level is left as it is.
-_FLAGS = os.environ.get("XLA_FLAGS", "")
-if "--xla_backend_optimization_level" not in _FLAGS:
-    os.environ["XLA_FLAGS"] = f"{_FLAGS} --xla_backend_optimization_level=0".strip()
-
 # Test files in order of their time in a cold run on a 2-core CI machine (slowest first; measured,
 # see the commit that set this order). xdist (`--dist loadfile --no-loadscope-reorder` in
 # pyproject.toml) hands whole files to its workers in collection order, so the longest files
