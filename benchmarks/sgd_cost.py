@@ -14,7 +14,8 @@ num_minibatches gradient steps over one iteration's 327,680 samples) is jitted a
   epochs4       4 epochs instead of 8 (half the gradient steps)
   bf16_mb8      bf16, 8 minibatches of 40960 (a quarter of the gradient steps)
   bf16_e4_mb16  bf16, 4 epochs of 16 minibatches of 20480 (64 steps, a quarter)
-  bf16_e4_mb8   bf16, 4 epochs of 8 minibatches of 40960 (32 steps, an eighth: the preset's SGD before 12e35c2)
+  bf16_e4_mb8   bf16, 4 epochs of 8 minibatches of 40960 (32 steps, an eighth: the preset's SGD
+                before 12e35c2)
   preset_e1_mb16  1 epoch of 16 minibatches of 20480 (16 steps, each sample once)
 
 Physics is untouched by every variant, so with the iteration's other parts (profile_iteration.py)

@@ -51,8 +51,8 @@ def get_config(preset: str | None = None) -> runner.RunConfig:
         # of 8 of 32 of 10240), with a larger step (lr 1.5e-3) and the networks in bfloat16: an
         # iteration takes ~285 ms instead of ~405 ms on an H200 (training at 0.81x the raw env
         # rate instead of 0.57x), and on seeds 0-9 it reached 8000 in a median of 24.6M steps
-        # (70.1 s, 10 of 10). With 2 epochs at lr 1e-3 it needed more steps (34.4M median) than 4 epochs; the
-        # larger rate won them back. Entropy cost 2e-2: with brax's 1e-3 the policy's std
+        # (70.1 s, 10 of 10). With 2 epochs at lr 1e-3 it needed more steps (34.4M median) than
+        # 4 epochs; the larger rate won them back. Entropy cost 2e-2: with brax's 1e-3 the policy's std
         # collapsed on seeds that had not found a running gait yet; 1e-2 fixed that for brax's
         # SGD, and the larger steps here need twice that (at 1e-2 one seed of three collapsed).
         # benchmarks/RESULTS.md has the figures.
