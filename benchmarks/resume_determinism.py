@@ -59,7 +59,7 @@ GROUPS = {
 
 def _config(num_envs: int, iterations: int, smoke: bool) -> Any:
     from experiments import humanoid_run
-    from jaxhum import runner
+    from jaxhum.run import config as run_config
 
     config = humanoid_run.get_config("gpu")
     ppo = dataclasses.replace(config.ppo, num_envs=num_envs)
@@ -68,7 +68,7 @@ def _config(num_envs: int, iterations: int, smoke: bool) -> Any:
                                   policy_hidden_sizes=(8,), value_hidden_sizes=(8,), num_eval_envs=2)
     config = dataclasses.replace(config, ppo=ppo, num_timesteps=iterations * ppo.env_steps_per_iteration,
                                  eval_every=0, env={"episode_length": 20} if smoke else config.env)
-    return runner.validate(config)
+    return run_config.validate(config)
 
 
 def _iterate(trainer: Any, state: Any, n: int) -> tuple[Any, float, float]:
@@ -129,14 +129,16 @@ def _compare(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict
 def worker(num_envs: int, iterations: int, smoke: bool) -> dict[str, Any]:
     import jax
 
-    from jaxhum import checkpoint, config as config_lib, runner
+    from jaxhum import config as config_lib
+    from jaxhum.run import checkpoint
+    from jaxhum.run import config as run_config
 
     config = _config(num_envs, iterations, smoke)
-    per_iteration = runner.steps_per_iteration(config)
+    per_iteration = run_config.steps_per_iteration(config)
     train_key, _ = jax.random.split(jax.random.key(config.seed))  # as jaxhum.runner does
     half = iterations // 2
 
-    trainer = runner.build_trainer(config)
+    trainer = run_config.build_trainer(config)
     t0 = time.perf_counter()
     init = trainer.init(train_key)
     jax.block_until_ready(init)
@@ -150,9 +152,9 @@ def worker(num_envs: int, iterations: int, smoke: bool) -> dict[str, Any]:
         store.save(half * per_iteration, state_c, config_lib.to_json(config), {"iteration": half})
         store.close()
         del state_c
-        fresh = runner.build_trainer(config)  # new jitted functions: compiled again
+        fresh = run_config.build_trainer(config)  # new jitted functions: compiled again
         store = checkpoint.CheckpointStore(run_dir, read_only=True)
-        restored = store.restore(template=runner.state_template(fresh, config))
+        restored = store.restore(template=run_config.state_template(fresh, config))
         store.close()
     state_c, fresh_first_s, _ = _iterate(fresh, restored.state, iterations - half)
 

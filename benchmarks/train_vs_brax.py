@@ -158,7 +158,7 @@ def run_ours(seed: int, target: float, smoke: bool, overrides: tuple[str, ...] =
     ``overrides`` (KEY=VALUE, as on the experiment's command line) change the gpu preset.
 
     The time to target is the run's own `wall_s` at that evaluation, counted from the start of
-    `jaxhum.runner.train` (trainer build and every compile included; env construction excluded,
+    `jaxhum.run.loop.train` (trainer build and every compile included; env construction excluded,
     as it is for the brax runs).
     """
     from experiments import humanoid_run

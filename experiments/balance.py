@@ -23,13 +23,14 @@ import sys
 from collections.abc import Sequence
 
 from experiments import joystick
-from jaxhum import runner
 from jaxhum.config import FrozenMapping
+from jaxhum.run import config as run_config
+from jaxhum.run import main as run_main
 
 PRESETS = joystick.PRESETS
 
 
-def get_config(preset: str | None = None) -> runner.RunConfig:
+def get_config(preset: str | None = None) -> run_config.RunConfig:
     """The run config of a preset ('cpu' or 'gpu'; None picks by JAX backend). Fields: see RunConfig."""
     if preset is None:
         import jax
@@ -44,8 +45,8 @@ def get_config(preset: str | None = None) -> runner.RunConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point; returns the exit status (see `jaxhum.runner.run_cli`)."""
-    return runner.run_cli(get_config, argv, name="balance", presets=PRESETS)
+    """Command line entry point; returns the exit status (see `jaxhum.run.main.run_cli`)."""
+    return run_main.run_cli(get_config, argv, name="balance", presets=PRESETS)
 
 
 if __name__ == "__main__":

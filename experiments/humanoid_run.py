@@ -20,8 +20,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jaxhum import runner
 from jaxhum.rl.train import PPOConfig
+from jaxhum.run import config as run_config
+from jaxhum.run import main as run_main
 
 PRESETS = ("cpu", "gpu")
 
@@ -37,7 +38,7 @@ _BRAX_HUMANOID_PPO = dict(
 )
 
 
-def get_config(preset: str | None = None) -> runner.RunConfig:
+def get_config(preset: str | None = None) -> run_config.RunConfig:
     """The run config of a preset ('cpu' or 'gpu'; None picks by JAX backend). Fields: see RunConfig."""
     if preset is None:
         import jax
@@ -56,7 +57,7 @@ def get_config(preset: str | None = None) -> runner.RunConfig:
         # collapsed on seeds that had not found a running gait yet; 1e-2 fixed that for brax's
         # SGD, and the larger steps here need twice that (at 1e-2 one seed of three collapsed).
         # benchmarks/RESULTS.md has the figures.
-        return runner.RunConfig(
+        return run_config.RunConfig(
             env_name="humanoid_run",
             ppo=PPOConfig(
                 num_envs=8192,
@@ -78,7 +79,7 @@ def get_config(preset: str | None = None) -> runner.RunConfig:
             keep_checkpoints=3,
         )
     if preset == "cpu":
-        return runner.RunConfig(
+        return run_config.RunConfig(
             env_name="humanoid_run",
             ppo=PPOConfig(
                 num_envs=64,
@@ -101,8 +102,8 @@ def get_config(preset: str | None = None) -> runner.RunConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point; returns the exit status (see `jaxhum.runner.run_cli`)."""
-    return runner.run_cli(get_config, argv, name="humanoid_run", presets=PRESETS)
+    """Command line entry point; returns the exit status (see `jaxhum.run.main.run_cli`)."""
+    return run_main.run_cli(get_config, argv, name="humanoid_run", presets=PRESETS)
 
 
 if __name__ == "__main__":

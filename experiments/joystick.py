@@ -29,11 +29,12 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
-from jaxhum import runner
 from jaxhum.config import FrozenMapping
 from jaxhum.envs.joystick import GPU_RANDOMIZATION
-from jaxhum.randomization import RandomizationConfig
+from jaxhum.envs.terms.randomization import RandomizationConfig
 from jaxhum.rl.train import PPOConfig
+from jaxhum.run import config as run_config
+from jaxhum.run import main as run_main
 
 PRESETS = ("cpu", "gpu", "gpu_randomized")
 
@@ -55,14 +56,14 @@ def randomization_overrides() -> FrozenMapping:
                           if getattr(GPU_RANDOMIZATION, f.name) != getattr(off, f.name)})
 
 
-def get_config(preset: str | None = None) -> runner.RunConfig:
+def get_config(preset: str | None = None) -> run_config.RunConfig:
     """The run config of a preset ('cpu' or 'gpu'; None picks by JAX backend). Fields: see RunConfig."""
     if preset is None:
         import jax
 
         preset = "gpu" if jax.default_backend() != "cpu" else "cpu"
     if preset == "gpu":
-        return runner.RunConfig(
+        return run_config.RunConfig(
             env_name="joystick",
             ppo=PPOConfig(
                 num_envs=8192,
@@ -86,7 +87,7 @@ def get_config(preset: str | None = None) -> runner.RunConfig:
     if preset == "gpu_randomized":
         return dataclasses.replace(get_config("gpu"), env=FrozenMapping({"randomization": randomization_overrides()}))
     if preset == "cpu":
-        return runner.RunConfig(
+        return run_config.RunConfig(
             env_name="joystick",
             ppo=PPOConfig(
                 num_envs=64,
@@ -110,8 +111,8 @@ def get_config(preset: str | None = None) -> runner.RunConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point; returns the exit status (see `jaxhum.runner.run_cli`)."""
-    return runner.run_cli(get_config, argv, name="joystick", presets=PRESETS)
+    """Command line entry point; returns the exit status (see `jaxhum.run.main.run_cli`)."""
+    return run_main.run_cli(get_config, argv, name="joystick", presets=PRESETS)
 
 
 if __name__ == "__main__":

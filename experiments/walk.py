@@ -21,8 +21,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jaxhum import runner
 from jaxhum.rl.train import PPOConfig
+from jaxhum.run import config as run_config
+from jaxhum.run import main as run_main
 
 PRESETS = ("cpu", "gpu")
 
@@ -37,14 +38,14 @@ _PPO = dict(
 )
 
 
-def get_config(preset: str | None = None) -> runner.RunConfig:
+def get_config(preset: str | None = None) -> run_config.RunConfig:
     """The run config of a preset ('cpu' or 'gpu'; None picks by JAX backend). Fields: see RunConfig."""
     if preset is None:
         import jax
 
         preset = "gpu" if jax.default_backend() != "cpu" else "cpu"
     if preset == "gpu":
-        return runner.RunConfig(
+        return run_config.RunConfig(
             env_name="walk",
             ppo=PPOConfig(
                 num_envs=4096,
@@ -66,7 +67,7 @@ def get_config(preset: str | None = None) -> runner.RunConfig:
             keep_checkpoints=3,
         )
     if preset == "cpu":
-        return runner.RunConfig(
+        return run_config.RunConfig(
             env_name="walk",
             ppo=PPOConfig(
                 num_envs=64,
@@ -90,8 +91,8 @@ def get_config(preset: str | None = None) -> runner.RunConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point; returns the exit status (see `jaxhum.runner.run_cli`)."""
-    return runner.run_cli(get_config, argv, name="walk", presets=PRESETS)
+    """Command line entry point; returns the exit status (see `jaxhum.run.main.run_cli`)."""
+    return run_main.run_cli(get_config, argv, name="walk", presets=PRESETS)
 
 
 if __name__ == "__main__":

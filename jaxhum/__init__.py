@@ -13,8 +13,8 @@ for _line in _captured.getvalue().splitlines():
     if not _line.startswith(("Failed to import warp", "Failed to import mujoco_warp")):
         print(_line, file=_sys.stderr)
 
-from jaxhum import envs, observations, rewards, sim  # noqa: E402
+from jaxhum import envs, robots, sim  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["envs", "observations", "rewards", "sim"]
+__all__ = ["envs", "robots", "sim"]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import jax
 import numpy as np
 
-from jaxhum.checkpoint import CheckpointStore
+from jaxhum.run.checkpoint import CheckpointStore
 
 
 class TraceCounter:

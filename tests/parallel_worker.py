@@ -29,6 +29,7 @@ from jaxhum.rl import parallel
 DISTRIBUTED = parallel.initialize_distributed()  # before anything touches a device
 
 import helpers  # noqa: E402  (tests/ is on sys.path: this script lives there)
+
 from jaxhum import envs  # noqa: E402
 from jaxhum.rl import train  # noqa: E402
 

@@ -15,6 +15,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the repository, as `python -m` from it
 
 import helpers  # noqa: E402  (tests/ is on sys.path: this script lives there)
+
 from experiments import humanoid_run  # noqa: E402
 
 if __name__ == "__main__":

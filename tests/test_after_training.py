@@ -20,10 +20,13 @@ import numpy as np
 import pytest
 from mujoco import mjx
 
-from jaxhum import checkpoint, config as config_lib, evaluate, evaluation, export, plot, render, runs, sim2sim
+from jaxhum import config as config_lib
 from jaxhum.config import FrozenMapping
 from jaxhum.rl import networks
 from jaxhum.rl.train import PPOConfig
+from jaxhum.run import checkpoint
+from jaxhum.run import config as run_config
+from jaxhum.tools import episodes, evaluate, export, plot, render, sim2sim
 
 EPISODE_LENGTH = 60  # longer than a fall takes, so no episode ends on a borderline step
 EPISODES = 3
@@ -40,12 +43,12 @@ def make_run_dir(path, env_name, env):
     """A run directory with an untrained policy and a normalizer far from identity."""
     ppo = PPOConfig(num_envs=2, unroll_length=2, num_minibatches=1, num_updates_per_batch=1,
                     policy_hidden_sizes=(16, 16), value_hidden_sizes=(8,), num_eval_envs=2)
-    config = runs.RunConfig(env_name=env_name, env=FrozenMapping(env), ppo=ppo, num_timesteps=4)
+    config = run_config.RunConfig(env_name=env_name, env=FrozenMapping(env), ppo=ppo, num_timesteps=4)
     # Only the policy matters after training: the rest of the TrainState is zeros of the right
     # shapes (no env compile), the policy is freshly initialised.
-    template = runs.state_template(runs.build_trainer(config), config)
+    template = run_config.state_template(run_config.build_trainer(config), config)
     state = jax.tree.map(_zeros_like, template)
-    env = runs.build_env(config)
+    env = run_config.build_env(config)
     net = networks.make_policy_network(env.observation_size, env.action_size, ppo.policy_hidden_sizes, ppo.activation)
     k_net, k_mean, k_std = jax.random.split(jax.random.key(7), 3)
     state = state.replace(policy_params=net.init(k_net))
@@ -100,20 +103,20 @@ def exported(any_run, tmp_path_factory):
 
 
 def test_loading_a_run_does_not_import_the_training_loop(subprocess_env):
-    code = ("import sys, jaxhum.checkpoint, jaxhum.evaluate, jaxhum.export, jaxhum.sim2sim, jaxhum.plot; "
-            "assert 'jaxhum.runner' not in sys.modules, 'runner imported'; "
-            "from jaxhum import runner, runs, checkpoint; "
-            "assert runner.RunConfig is runs.RunConfig and runner.saved_config is checkpoint.saved_config")
+    code = ("import sys, jaxhum.run.checkpoint, jaxhum.tools.evaluate, jaxhum.tools.export, jaxhum.tools.sim2sim, "
+            "jaxhum.tools.plot, jaxhum.tools.robustness; "
+            "assert 'jaxhum.run.loop' not in sys.modules, 'the training loop was imported'; "
+            "assert 'jaxhum.run.main' not in sys.modules, 'the experiment command line was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env=subprocess_env)
 
 
 def test_summarize_against_hand_numbers():
-    stats = evaluation.EpisodeStats(
+    stats = episodes.EpisodeStats(
         episode_return=jnp.array([10.0, 20.0]), length=jnp.array([100.0, 50.0]),
         terminated=jnp.array([0.0, 1.0]), distance=jnp.array([3.0, 1.0]), work=jnp.array([300.0, 100.0]),
         nonfinite=jnp.zeros(2), tracking={"tracking/lin_vel": jnp.array([0.1, 0.3])},
     )
-    r = evaluation.summarize(stats, dt=0.02, mass=40.0, tracking_bounds={"lin_vel": 0.2})
+    r = episodes.summarize(stats, dt=0.02, mass=40.0, tracking_bounds={"lin_vel": 0.2})
     assert r["forward_velocity"] == pytest.approx(4.0 / 3.0)  # 4 m over 150 steps of 20 ms
     assert r["work_per_metre"] == pytest.approx(100.0)
     assert r["cost_of_transport"] == pytest.approx(400.0 / (40.0 * 9.81 * 4.0))
@@ -121,16 +124,16 @@ def test_summarize_against_hand_numbers():
     assert r["fall_rate"] == 0.5
     assert r["episode_return"] == 15.0 and r["episode_length"] == 75.0
     # A tracking error beyond its bound fails an episode that did not fall.
-    tight = evaluation.summarize(stats, dt=0.02, mass=40.0, tracking_bounds={"lin_vel": 0.05})
+    tight = episodes.summarize(stats, dt=0.02, mass=40.0, tracking_bounds={"lin_vel": 0.05})
     assert tight["success_rate"] == 0.0
-    still = evaluation.summarize(stats.replace(distance=jnp.zeros(2)), dt=0.02, mass=40.0)
+    still = episodes.summarize(stats.replace(distance=jnp.zeros(2)), dt=0.02, mass=40.0)
     assert still["work_per_metre"] is None and still["cost_of_transport"] is None
 
 
 def test_episode_frames_cut_at_the_end():
     qpos = np.arange(6)[:, None]
-    assert evaluation.episode_frames(qpos, np.array([0, 0, 1, 1, 1], bool)).ravel().tolist() == [0, 1, 2, 3]
-    assert len(evaluation.episode_frames(qpos, np.zeros(5, bool))) == 6
+    assert episodes.episode_frames(qpos, np.array([0, 0, 1, 1, 1], bool)).ravel().tolist() == [0, 1, 2, 3]
+    assert len(episodes.episode_frames(qpos, np.zeros(5, bool))) == 6
 
 
 def test_evaluation_report(run, mjx_report):
@@ -186,7 +189,7 @@ def test_export_parity_onnx_and_numpy(any_run, exported):
     expected = np.asarray(jax.jit(run.act)(run.params, jnp.asarray(obs)))
     session = onnxruntime.InferenceSession(str(exported / "policy.onnx"), providers=["CPUExecutionProvider"])
     onnx_action = session.run(["action"], {"obs": obs})[0]
-    from jaxhum.deploy import Policy
+    from jaxhum.tools.deploy import Policy
 
     numpy_action = Policy.load(str(exported / "policy.npz"))(obs)
     assert np.max(np.abs(onnx_action - expected)) <= PARITY_ATOL
@@ -226,7 +229,7 @@ def test_deploy_runs_with_numpy_alone(exported, subprocess_env):
 
 
 def test_sim2sim_native_mujoco_matches_mjx(run, mjx_report, tmp_path):
-    from jaxhum.deploy import Policy
+    from jaxhum.tools.deploy import Policy
 
     export.export(run, tmp_path)
     report = sim2sim.compare(run, Policy.load(str(tmp_path / "policy.npz")), EPISODES, 0, mjx_report=mjx_report)
@@ -241,7 +244,7 @@ def test_sim2sim_native_mujoco_matches_mjx(run, mjx_report, tmp_path):
 
 
 def test_sim2sim_native_figures_hand_derived():
-    """Native figures as `evaluation.summarize` defines them: success needs no fall and every mean
+    """Native figures as `episodes.summarize` defines them: success needs no fall and every mean
     tracking error within its bound; tracking figures are the mean of the episodes' means."""
     native = [
         {"length": 10, "terminated": 0.0, "distance": 1.0, "tracking/vx": 0.1, "tracking/yaw": 0.1},
@@ -307,4 +310,4 @@ def test_cli_bad_input_is_one_line_exit_2(module, argv, field, run_dir, capsys):
     code = module.main([a.format(run=run_dir) for a in argv])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith(f"error: {field}: ") and "\n" not in err
-    assert not (run_dir / "evaluation.json").exists()
+    assert not (run_dir / "episodes.json").exists()

@@ -17,23 +17,26 @@ import dataclasses
 import hashlib
 
 import chex
+import helpers
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import helpers
-from jaxhum import checkpoint, export, runner, runs, sim2sim
 from jaxhum.config import FrozenMapping
 from jaxhum.envs import base as envs_base
 from jaxhum.rl import PPOConfig, make_train
+from jaxhum.run import checkpoint
+from jaxhum.run import config as run_config
+from jaxhum.run import loop as run_loop
+from jaxhum.tools import export, sim2sim
 
 CRITIC_SIZE = 4  # root linear velocity (3) and root height (1)
 NUM_ENVS, UNROLL = 4, 4
 ITERATION = NUM_ENVS * UNROLL  # env steps per iteration
 TOTAL = 4 * ITERATION
 
-CONFIG = runs.RunConfig(
+CONFIG = run_config.RunConfig(
     env_name="humanoid_run",
     env=FrozenMapping({"episode_length": 13}),
     ppo=PPOConfig(num_envs=NUM_ENVS, unroll_length=UNROLL, num_minibatches=2, num_updates_per_batch=1,
@@ -82,14 +85,14 @@ def setup(tmp_path_factory):
 
     from jaxhum import envs
 
-    plain = runs.build_env(CONFIG)  # memoized by runs before the patch: the unwrapped task
+    plain = run_config.build_env(CONFIG)  # memoized by runs before the patch: the unwrapped task
     wrapped = with_critic_observation(plain)
     with pytest.MonkeyPatch.context() as patch:
         make_env = functools.lru_cache(maxsize=2)(
             lambda name, overrides: with_critic_observation(envs.make(name, **overrides)))
-        patch.setattr(runs, "_make_env", make_env)
-        patch.setattr(runs, "_TEMPLATES", {})  # templates built here are of the wrapped task
-        trainer = runs.build_trainer(CONFIG)
+        patch.setattr(run_config, "_make_env", make_env)
+        patch.setattr(run_config, "_TEMPLATES", {})  # templates built here are of the wrapped task
+        trainer = run_config.build_trainer(CONFIG)
         root = tmp_path_factory.mktemp("asymmetric")
         yield {"plain": plain, "env": wrapped, "trainer": trainer, "root": root}
 
@@ -99,10 +102,10 @@ def trained(setup):
     """A reference run of TOTAL steps, and one stopped half way then resumed to TOTAL."""
     trainer, root = setup["trainer"], setup["root"]
     ref, resumed = root / "ref", root / "resumed"
-    assert runner.train(CONFIG, ref, progress="none", trainer=trainer).exit_code == 0
+    assert run_loop.train(CONFIG, ref, progress="none", trainer=trainer).exit_code == 0
     half = dataclasses.replace(CONFIG, num_timesteps=TOTAL // 2)
-    assert runner.train(half, resumed, progress="none", trainer=trainer).step == TOTAL // 2
-    result = runner.train(CONFIG, resumed, resume=True, progress="none", trainer=trainer)
+    assert run_loop.train(half, resumed, progress="none", trainer=trainer).step == TOTAL // 2
+    result = run_loop.train(CONFIG, resumed, resume=True, progress="none", trainer=trainer)
     assert (result.exit_code, result.step) == (0, TOTAL)
     return {"ref": ref, "resumed": resumed}
 
@@ -169,7 +172,7 @@ def test_training_resumes_bit_exactly_with_the_critic_normalizer(trained):
 def test_load_policy_and_export_need_only_the_actor_observation(setup, trained, tmp_path):
     import onnxruntime
 
-    from jaxhum.deploy import Policy
+    from jaxhum.tools.deploy import Policy
 
     env = setup["env"]
     run = checkpoint.load_run(trained["ref"])

@@ -1,7 +1,7 @@
 """Bad command lines, across every experiment module: one line, exit 2, nothing written.
 
-Every row runs `experiments.<name>.main(argv)` in-process with `runner.train` and
-`runner.build_trainer` replaced by functions that fail the test, so nothing is trained or
+Every row runs `experiments.<name>.main(argv)` in-process with `run_loop.train` and
+`run_config.build_trainer` replaced by functions that fail the test, so nothing is trained or
 compiled (building the task, i.e. loading its model, is part of validation and does happen).
 Each row asserts exit status 2, exactly one stderr line `error: <field>...` with the expected
 constraint, no traceback, no run directory (`--out`) and no `runs/` in the working directory.
@@ -27,7 +27,12 @@ import numpy as np
 import pytest
 
 import experiments
-from jaxhum import checkpoint, config as config_lib, envs, runner
+from jaxhum import config as config_lib
+from jaxhum import envs
+from jaxhum.run import checkpoint
+from jaxhum.run import config as run_config
+from jaxhum.run import loop as run_loop
+from jaxhum.run import main as run_main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -165,7 +170,7 @@ def test_the_table_is_large_and_covers_every_experiment():
 # ----------------------------------------------------------------------------- fixtures
 
 
-def _save_fake_checkpoint(run_dir: pathlib.Path, config: runner.RunConfig) -> None:
+def _save_fake_checkpoint(run_dir: pathlib.Path, config: run_config.RunConfig) -> None:
     """A run directory with one complete checkpoint holding `config` (prepare reads only that)."""
     config = dataclasses.replace(config, out_dir=str(run_dir))
     store = checkpoint.CheckpointStore(run_dir)
@@ -253,8 +258,8 @@ def _no_training(*args: Any, **kwargs: Any) -> Any:
 def test_bad_command_line_is_one_line_exit_2_and_writes_nothing(name, row, resume_dirs, tmp_path, monkeypatch, capfd):
     places = _workspace(tmp_path, resume_dirs[name])
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(runner, "train", _no_training)
-    monkeypatch.setattr(runner, "build_trainer", _no_training)
+    monkeypatch.setattr(run_main, "train", _no_training)
+    monkeypatch.setattr(run_loop, "build_trainer", _no_training)
     before = _listing(tmp_path)
     resume_before = {k: _listing(pathlib.Path(v)) for k, v in resume_dirs[name].items()}
     capfd.readouterr()
@@ -288,7 +293,7 @@ def test_inf_stop_at_eval_return_is_still_accepted(capsys, tmp_path):
     """The one documented non-finite value: inf means 'never stop early'."""
     for name, module in EXPERIMENTS.items():
         assert module.main(["--out", str(tmp_path / name), "stop_at_eval_return=inf", "--print-config"]) == 0
-        cfg = config_lib.loads(runner.RunConfig, capsys.readouterr().out)
+        cfg = config_lib.loads(run_config.RunConfig, capsys.readouterr().out)
         assert cfg.stop_at_eval_return == float("inf")
     assert not any(tmp_path.iterdir())
 

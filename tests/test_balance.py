@@ -15,11 +15,11 @@ from mujoco import mjx
 from experiments import balance as balance_experiment
 from experiments import joystick as joystick_experiment
 from jaxhum import config as config_lib
-from jaxhum import envs
-from jaxhum import randomization as R
-from jaxhum import robots, runner
+from jaxhum import envs, robots
 from jaxhum.envs import balance, joystick
+from jaxhum.envs.terms import randomization as R
 from jaxhum.rl import curriculum
+from jaxhum.run import config as run_config
 
 DT = 0.02
 N, STEPS = 4, 4
@@ -207,7 +207,7 @@ def test_balance_presets_fine_tune_from_joystick_presets(preset):
 
 @pytest.mark.parametrize("preset", ["gpu", "gpu_randomized"])
 def test_balance_gpu_presets_train_under_the_full_randomization_stack(preset):
-    config = runner.validate(balance_experiment.get_config(preset), build=False)
+    config = run_config.validate(balance_experiment.get_config(preset), build=False)
     env_config = envs.make_config("balance", **config.env)
     rand = env_config.randomization
     assert rand == joystick.GPU_RANDOMIZATION
@@ -216,7 +216,7 @@ def test_balance_gpu_presets_train_under_the_full_randomization_stack(preset):
 
 def test_command_line_overrides_part_of_balance_randomization():
     overrides = ["env.randomization.push_velocity=0.5,1.5", "env.curriculum=true"]
-    config = runner.validate(config_lib.apply_overrides(balance_experiment.get_config("cpu"), overrides), build=False)
+    config = run_config.validate(config_lib.apply_overrides(balance_experiment.get_config("cpu"), overrides), build=False)
     env_config = envs.make_config("balance", **config.env)
     assert env_config.curriculum is True
     assert env_config.randomization == R.RandomizationConfig(push_interval=R.GPU_PRESET.push_interval,

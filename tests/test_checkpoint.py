@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from flax import struct
 
-from jaxhum import checkpoint
-from jaxhum.checkpoint import CheckpointError, CheckpointStore
+from jaxhum.run import checkpoint
+from jaxhum.run.checkpoint import CheckpointError, CheckpointStore
 
 
 @struct.dataclass
@@ -189,6 +189,7 @@ def test_a_restored_state_runs_the_compiled_iteration_without_compiling_again(tm
     """Restored leaves are placed as a fresh `init`'s are (uncommitted, default device): a resumed
     run reuses the trainer's compiled iteration instead of compiling it a second time."""
     import helpers
+
     from jaxhum.rl import PPOConfig, make_train
 
     config = PPOConfig(num_envs=4, unroll_length=2, num_minibatches=2, num_updates_per_batch=1,

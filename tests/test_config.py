@@ -13,8 +13,8 @@ import pytest
 
 from experiments import humanoid_run
 from jaxhum import config as config_lib
-from jaxhum import runner
 from jaxhum.config import ConfigError, FrozenMapping
+from jaxhum.run import config as run_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -113,8 +113,8 @@ def test_validate_types_catches_values_set_in_code():
 @pytest.mark.parametrize("preset", humanoid_run.PRESETS)
 def test_presets_are_valid_and_round_trip(preset):
     cfg = humanoid_run.get_config(preset)
-    assert runner.validate(cfg) == cfg
-    assert config_lib.from_json(runner.RunConfig, config_lib.to_json(cfg)) == cfg
+    assert run_config.validate(cfg) == cfg
+    assert config_lib.from_json(run_config.RunConfig, config_lib.to_json(cfg)) == cfg
     assert humanoid_run.get_config(preset) == cfg  # built fresh each call, nothing leaks
 
 
@@ -141,11 +141,11 @@ def test_derived_cadences_round_to_whole_iterations():
         humanoid_run.get_config("cpu"),
         {"ppo.num_envs": 4, "ppo.unroll_length": 5, "num_timesteps": 101, "checkpoint_every": 50, "eval_every": 0},
     )
-    assert runner.steps_per_iteration(cfg) == 20
-    assert runner.num_iterations(cfg) == 6  # rounded up
-    assert runner.every_iterations(cfg, 50) == 2  # 2.5 rounds to 2
-    assert runner.every_iterations(cfg, 1) == 1  # at least one iteration
-    assert runner.every_iterations(cfg, 0) == 0
+    assert run_config.steps_per_iteration(cfg) == 20
+    assert run_config.num_iterations(cfg) == 6  # rounded up
+    assert run_config.every_iterations(cfg, 50) == 2  # 2.5 rounds to 2
+    assert run_config.every_iterations(cfg, 1) == 1  # at least one iteration
+    assert run_config.every_iterations(cfg, 0) == 0
 
 
 # ----------------------------------------------------------------------------- command line
@@ -208,7 +208,7 @@ def test_cli_refuses_non_empty_out_dir(tmp_path, capsys):
 def test_print_config_shows_overrides(capsys):
     assert humanoid_run.main(["--preset", "cpu", "--seed", "3", "ppo.learning_rate=1e-4", "--print-config"]) == 0
     out = capsys.readouterr().out
-    cfg = config_lib.loads(runner.RunConfig, out[out.index("{"):])
+    cfg = config_lib.loads(run_config.RunConfig, out[out.index("{"):])
     assert cfg.seed == 3 and cfg.ppo.learning_rate == 1e-4 and cfg.out_dir.endswith("-s3")
 
 

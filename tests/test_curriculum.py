@@ -4,14 +4,14 @@ and no effect at all on tasks that declare no curriculum (jaxhum.rl.curriculum).
 import dataclasses
 
 import chex
+import helpers
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import helpers
-from jaxhum import checkpoint
 from jaxhum.rl import PPOConfig, curriculum, make_train
+from jaxhum.run import checkpoint
 
 RULE = curriculum.CurriculumConfig(metric="train/episode_length", promote_above=8.0, demote_below=4.0,
                                    step=0.25, initial_level=0.5)

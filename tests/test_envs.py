@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import TraceCounter
 
 import jaxhum
-from helpers import TraceCounter
 from jaxhum.envs import humanoid_run
 
 NUM_ENVS = 4
@@ -192,7 +192,7 @@ def test_to_brax_runs_under_brax_training_wrappers(env):
 
 
 def test_reward_terms_by_hand():
-    from jaxhum import rewards
+    from jaxhum.envs.terms import rewards
 
     v = rewards.forward_velocity(com_before=jnp.array([1.0, 0.0, 1.0]), com_after=jnp.array([1.03, 5.0, 0.0]), dt=0.015)
     assert float(v) == pytest.approx(2.0, rel=1e-5)
@@ -203,7 +203,7 @@ def test_reward_terms_by_hand():
 
 
 def test_weighted_sum_skips_zero_weights():
-    from jaxhum import rewards
+    from jaxhum.envs.terms import rewards
 
     def exploding(*, ctrl):
         raise AssertionError("a zero-weight term was evaluated")

@@ -16,13 +16,14 @@ import pathlib
 import subprocess
 import sys
 
+import helpers
 import jax
-import numpy as np
 import pytest
 
-import helpers
 from experiments import humanoid_run
-from jaxhum import checkpoint, finetune, runner, runs
+from jaxhum.run import checkpoint, finetune
+from jaxhum.run import config as run_config
+from jaxhum.run import main as run_main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CLI = pathlib.Path(__file__).with_name("slider_cli.py")  # experiments.humanoid_run's, with the slider task
@@ -62,11 +63,11 @@ def _transferred(leaves: dict[str, tuple]) -> dict[str, tuple]:
 
 
 def test_fine_tuned_state_starts_from_the_source(source, tmp_path):
-    prepared = runner.prepare(humanoid_run.get_config, [*TINY, "--num-timesteps", str(ITERATION), "--out",
+    prepared = run_main.prepare(humanoid_run.get_config, [*TINY, "--num-timesteps", str(ITERATION), "--out",
                               str(tmp_path / "ft"), f"init_from={source}"], "humanoid_run", humanoid_run.PRESETS)
     config = prepared.config
-    trainer = runs.build_trainer(config)
-    key = runs.train_keys(config)[0]
+    trainer = run_config.build_trainer(config)
+    key = run_config.train_keys(config)[0]
     state = finetune.init_state(trainer, config, key)
     fresh = trainer.init(key)
 
@@ -113,7 +114,7 @@ def _refused(argv: list[str], tmp_path: pathlib.Path, capfd) -> str:
 
 
 def test_shape_mismatch_is_refused_naming_the_leaf(source, tmp_path, capfd, monkeypatch):
-    monkeypatch.setattr(runner, "train", lambda *a, **k: pytest.fail("bad input reached training"))
+    monkeypatch.setattr(run_main, "train", lambda *a, **k: pytest.fail("bad input reached training"))
     err = _refused([f"init_from={source}", "ppo.policy_hidden_sizes=16"], tmp_path, capfd)
     assert err == (f"error: init_from: state.policy_params['params']['hidden_0']['bias']: {source} has shape (8,), "
                    "this run needs (16,)\n")

@@ -11,12 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import TraceCounter
 from mujoco import mjx
 
 import jaxhum
-from helpers import TraceCounter
-from jaxhum import rewards
 from jaxhum.envs import joystick
+from jaxhum.envs.terms import rewards
 from jaxhum.rl import evaluation as rl_evaluation
 
 NUM_ENVS = 3
@@ -256,7 +256,7 @@ def test_native_episode_follows_the_schedule_and_tracks_as_mjx(env, first_batch,
     """sim2sim's native episode on MJX's actions: the observation after each step shows the same
     command (changing at the same steps), previous action and gait clock as MJX's, and the
     episode's mean tracking errors match the MJX rollout's."""
-    from jaxhum import sim2sim
+    from jaxhum.tools import sim2sim
 
     schedule = np.asarray(jax.jit(jax.vmap(env.command_schedule))(first_batch.info))
     actions = _rollout_actions(env)
@@ -379,10 +379,10 @@ def test_evaluator_reports_tracking_errors_and_fall_rate():
 
 def test_presets_validate_and_match_the_target():
     from experiments import joystick as experiment
-    from jaxhum import runner
+    from jaxhum.run import config as run_config
 
-    gpu = runner.validate(experiment.get_config("gpu"), build=False)
-    cpu = runner.validate(experiment.get_config("cpu"), build=False)
+    gpu = run_config.validate(experiment.get_config("gpu"), build=False)
+    cpu = run_config.validate(experiment.get_config("cpu"), build=False)
     assert gpu.env_name == cpu.env_name == "joystick"
     assert gpu.ppo.num_envs >= 4096 and gpu.ppo.unroll_length == 20 and gpu.num_timesteps <= 80_000_000
     assert cpu.num_timesteps <= 300_000

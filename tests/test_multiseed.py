@@ -26,13 +26,18 @@ import json
 import pathlib
 import shutil
 
+import helpers
 import jax
 import numpy as np
 import pytest
 
-import helpers
 from experiments import humanoid_run
-from jaxhum import checkpoint, config as config_lib, runner, runlog, runs
+from jaxhum import config as config_lib
+from jaxhum.run import checkpoint
+from jaxhum.run import config as run_config
+from jaxhum.run import log as runlog
+from jaxhum.run import loop as run_loop
+from jaxhum.run import main as run_main
 
 SEEDS = (3, 4)
 ITERATION = 16  # env steps per iteration: 4 envs x 4 steps
@@ -49,8 +54,8 @@ CHECKPOINTS = (3 * ITERATION, TOTAL)
 VOLATILE = ("wall_s", "train/steps_per_second")  # timing, not training
 
 
-def _config(*extra: str) -> runner.RunConfig:
-    return runner.prepare(humanoid_run.get_config, [*SLIDER, EVALUATE, *extra], "humanoid_run", ("cpu",)).config
+def _config(*extra: str) -> run_config.RunConfig:
+    return run_main.prepare(humanoid_run.get_config, [*SLIDER, EVALUATE, *extra], "humanoid_run", ("cpu",)).config
 
 
 def _rows(run_dir: pathlib.Path) -> list[dict]:
@@ -79,13 +84,13 @@ def _slider_task():
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("multiseed")
     single = _config()
-    trainer = runner.build_trainer(single)
+    trainer = run_config.build_trainer(single)
     for seed in SEEDS:
         config = dataclasses.replace(single, seed=seed)
-        runner.train(config, root / f"separate_{seed}", progress="none", trainer=trainer)
+        run_loop.train(config, root / f"separate_{seed}", progress="none", trainer=trainer)
     loop_config = _config("--seed", str(SEEDS[0]), "--num-seeds", "2", "vmap_seeds=false")
-    loop_trainer = runner.build_trainer(loop_config)
-    loop = runner.train(loop_config, root / "loop", progress="none", trainer=loop_trainer)
+    loop_trainer = run_config.build_trainer(loop_config)
+    loop = run_loop.train(loop_config, root / "loop", progress="none", trainer=loop_trainer)
     # vmap through the command line: flags, directory layout and printed summary end to end.
     code = _vmap_main(SLIDER, root / "vmap")
     assert code == 0
@@ -109,12 +114,12 @@ def humanoid_vmap(tmp_path_factory) -> pathlib.Path:
 def test_seed_directories_are_complete_one_seed_runs(task, request):
     root, loop, _, _ = request.getfixturevalue("trained")
     vmap = request.getfixturevalue("humanoid_vmap") if task == "humanoid_run" else root / "vmap"
-    group = runlog.read_json(vmap / runs.SEEDS_FILE)
+    group = runlog.read_json(vmap / run_config.SEEDS_FILE)
     assert group["seed_run_dirs"] == [f"seed_{s}" for s in SEEDS]
     assert (group["config"]["num_seeds"], group["config"]["env_name"]) == (2, task)
     for seed in SEEDS:
         seed_dir = vmap / f"seed_{seed}"
-        saved = config_lib.from_json(runner.RunConfig, runlog.read_json(seed_dir / "config.json"))
+        saved = config_lib.from_json(run_config.RunConfig, runlog.read_json(seed_dir / "config.json"))
         assert (saved.seed, saved.num_seeds, saved.out_dir) == (seed, 1, str(seed_dir))
         assert (seed_dir / "eval_summary.json").is_file() and list(seed_dir.glob("events.out.tfevents.*"))
         loaded = checkpoint.load_run(seed_dir)  # the loader of any one-seed run, unchanged
@@ -153,9 +158,9 @@ def test_resume_of_two_seeds_is_exact_from_the_newest_common_step(trained, tmp_p
     shutil.rmtree(resumed / f"seed_{SEEDS[1]}" / checkpoint.CHECKPOINT_DIR / str(TOTAL))
     for seed in SEEDS:
         (resumed / f"seed_{seed}" / "eval_summary.json").unlink()
-    prepared = runner.prepare(humanoid_run.get_config, ["--resume", str(resumed)], "humanoid_run", ("cpu",))
+    prepared = run_main.prepare(humanoid_run.get_config, ["--resume", str(resumed)], "humanoid_run", ("cpu",))
     assert dataclasses.replace(prepared.config, out_dir="") == dataclasses.replace(loop_config, out_dir="")
-    result = runner.train(prepared.config, resumed, resume=True, progress="none", trainer=loop_trainer)
+    result = run_loop.train(prepared.config, resumed, resume=True, progress="none", trainer=loop_trainer)
     assert result.exit_code == 0 and result.step == TOTAL
     for seed in SEEDS:
         original, again = root / "loop" / f"seed_{seed}", resumed / f"seed_{seed}"

@@ -2,12 +2,12 @@
 carries NaN into the learner (jaxhum.envs.base.with_autoreset, train/nonfinite_resets)."""
 
 import chex
+import helpers
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import helpers
 import jaxhum
 from jaxhum.rl import PPOConfig, make_train
 

@@ -16,9 +16,12 @@ import numpy as np
 import pytest
 from mujoco import mjx
 
-from jaxhum import config as config_lib, envs, randomization as R, robots, runner
-from jaxhum.envs.base import refresh_starts
 from experiments import walk as walk_experiment
+from jaxhum import config as config_lib
+from jaxhum import envs, robots
+from jaxhum.envs.base import refresh_starts
+from jaxhum.envs.terms import randomization as R
+from jaxhum.run import config as run_config
 
 SUBSTEPS = 10  # physics steps compared with native MuJoCo
 
@@ -317,15 +320,15 @@ def test_bad_settings_are_one_line_errors_naming_the_field(override, field):
 def test_dotted_overrides_reach_the_randomization_config():
     config = config_lib.apply_overrides(walk_experiment.get_config("cpu"),
                                         ["env.randomization.friction=0.5,1.0", "env.randomization.obs_lag=2"])
-    config = runner.validate(config, build=False)
+    config = run_config.validate(config, build=False)
     rand = envs.make_config("walk", **config.env).randomization
     assert rand.friction == (0.5, 1.0) and rand.obs_lag == 2 and rand.mass_scale is None
     hash(config)  # runs memoize on the config
-    again = runner.validate(config_lib.from_json(type(config), config_lib.to_json(config)), build=False)
+    again = run_config.validate(config_lib.from_json(type(config), config_lib.to_json(config)), build=False)
     assert envs.make_config("walk", **again.env).randomization == rand  # as a run dir stores it
     bad = config_lib.apply_overrides(walk_experiment.get_config("cpu"), ["env.randomization.friction=2,1"])
     with pytest.raises(config_lib.ConfigError, match=r"^env\.randomization\.friction: "):
-        runner.validate(bad, build=False)
+        run_config.validate(bad, build=False)
 
 
 def test_gpu_preset_ranges_are_valid_for_walk():

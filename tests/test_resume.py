@@ -24,11 +24,12 @@ import subprocess
 import sys
 import time
 
+import helpers
 import pytest
 
-import helpers
 from experiments import humanoid_run
-from jaxhum import checkpoint, runner
+from jaxhum.run import checkpoint
+from jaxhum.run import main as run_main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CLI = pathlib.Path(__file__).with_name("slider_cli.py")  # experiments.humanoid_run's, with the slider task
@@ -194,7 +195,7 @@ def test_resume_refuses_changes_naming_the_field(runs, argv, field, capsys):
 
 
 def test_resume_allows_cadence_and_length_changes(runs):
-    prepared = runner.prepare(
+    prepared = run_main.prepare(
         humanoid_run.get_config,
         ["--resume", str(runs["dirs"]["ref"]), "--num-timesteps", str(2 * TOTAL), "--checkpoint-every", "320",
          "--set", "eval_every=160", "log_every=16", "keep_checkpoints=5", "--seed", "0"],

@@ -16,7 +16,15 @@ import pytest
 from mujoco import mjx
 
 from jaxhum import sim as jsim
-from jaxhum.robots import ROBOTS, ActuatorGroup, Robot, action_to_ctrl, foot_contacts, foot_contacts_np, get_robot
+from jaxhum.robots import (
+    ROBOTS,
+    ActuatorGroup,
+    Robot,
+    action_to_ctrl,
+    foot_contacts,
+    foot_contacts_np,
+    get_robot,
+)
 from jaxhum.sim import NameLookupError
 from jaxhum.sim.sensors import geoms_touching
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from jaxhum import randomization as R, robustness
 from test_after_training import make_run_dir
+
+from jaxhum.envs.terms import randomization as R
+from jaxhum.tools import robustness
 
 
 @pytest.fixture(scope="module")

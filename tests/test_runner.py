@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 from helpers import CountCompiles
 
-from jaxhum import checkpoint, config as config_lib, runner
+from jaxhum import config as config_lib
+from jaxhum.run import checkpoint
+from jaxhum.run import config as run_config
+from jaxhum.run import loop as run_loop
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # 4 envs x 4 steps = 16 env steps per iteration; 20 iterations; log every 3, evaluate every 10.
@@ -61,7 +64,7 @@ def test_cli_writes_every_artifact(smoke_run):
     run_dir, proc = smoke_run
     assert "Traceback" not in proc.stderr
     # config.json: the full config, readable back.
-    cfg = config_lib.from_json(runner.RunConfig, json.loads((run_dir / "config.json").read_text()))
+    cfg = config_lib.from_json(run_config.RunConfig, json.loads((run_dir / "config.json").read_text()))
     assert cfg.ppo.num_envs == 4 and cfg.env == {"episode_length": 20} and cfg.out_dir == str(run_dir)
     # metrics.jsonl: one object per log point (every 3 iterations, every evaluation, the end);
     # evaluations every 10 iterations, which is not a multiple of the log cadence.
@@ -105,7 +108,7 @@ def test_restore_and_load_policy(smoke_run):
     obs = state.env_state.obs
     action = policy(obs)
     assert action.shape == (4, 17) and bool(jnp.all(jnp.abs(action) <= 1.0))
-    trainer = runner.build_trainer(cfg)
+    trainer = run_config.build_trainer(cfg)
     from jaxhum.rl.train import policy_bundle
 
     expected = trainer.policy_fn(policy_bundle(state), obs, None)  # normalizer applied inside
@@ -126,11 +129,11 @@ def test_stop_at_eval_return_ends_run_at_first_eval_reaching_it(tmp_path):
     ppo = PPOConfig(num_envs=4, unroll_length=4, num_minibatches=2, num_updates_per_batch=1,
                     policy_hidden_sizes=(8,), value_hidden_sizes=(8,), num_eval_envs=2)
     # point-env returns are negative; -1e9 is reached at the first evaluation (iteration 3)
-    config = runner.RunConfig(ppo=ppo, num_timesteps=16 * 50, log_every=16, eval_every=48,
+    config = run_config.RunConfig(ppo=ppo, num_timesteps=16 * 50, log_every=16, eval_every=48,
                               checkpoint_every=16 * 50, stop_at_eval_return=-1e9)
     env = make_point_env(episode_length=8)
-    trainer = make_train(env, ppo, runner.num_iterations(config))
-    result = runner.train(config, tmp_path / "run", progress="none", trainer=trainer)
+    trainer = make_train(env, ppo, run_config.num_iterations(config))
+    result = run_loop.train(config, tmp_path / "run", progress="none", trainer=trainer)
     assert result.exit_code == 0
     assert result.step == 48
     assert (tmp_path / "run" / "checkpoints" / "48").is_dir()
@@ -176,15 +179,15 @@ def test_runner_uses_the_programs_it_precompiled(tmp_path, monkeypatch, num_seed
     monkeypatch.setattr(parallel, "Precompile", Recorded)
     ppo = PPOConfig(num_envs=4, unroll_length=4, num_minibatches=2, num_updates_per_batch=1,
                     policy_hidden_sizes=(8,), value_hidden_sizes=(8,), num_eval_envs=2)
-    config = runner.RunConfig(ppo=ppo, num_timesteps=16 * 6, log_every=16, eval_every=48,
+    config = run_config.RunConfig(ppo=ppo, num_timesteps=16 * 6, log_every=16, eval_every=48,
                               checkpoint_every=16 * 6, num_seeds=num_seeds)
     rows = {}
     for precompile in (True, False):
-        trainer = make_train(make_point_env(episode_length=8), ppo, runner.num_iterations(config),
+        trainer = make_train(make_point_env(episode_length=8), ppo, run_config.num_iterations(config),
                              num_seeds=num_seeds)
         run_dir = tmp_path / str(precompile)
         with CountCompiles() as compiles:
-            result = runner.train(config, run_dir, progress="none", trainer=trainer, precompile=precompile)
+            result = run_loop.train(config, run_dir, progress="none", trainer=trainer, precompile=precompile)
         assert result.exit_code == 0
         assert compiles.count("_iteration") == 1 and compiles.count("_evaluate") == 1, compiles.names
         if precompile:

@@ -1,7 +1,7 @@
 """Faults while saving a checkpoint: the run stops with one line, and nothing saved is lost.
 
 A tiny humanoid_run trains in-process through the real command line (`experiments.humanoid_run.main`),
-with one trainer shared by every run of this module (`runner.build_trainer` is patched to return
+with one trainer shared by every run of this module (`run_config.build_trainer` is patched to return
 it, so the training iteration is compiled once). The second checkpoint's save is made to fail the
 way a full disk (ENOSPC) or a permission error (EACCES) makes it fail, at three points of Orbax's
 write: the first file, after the arrays are written, and the final rename that commits it. CI runs
@@ -23,13 +23,16 @@ import os
 import pathlib
 from collections.abc import Iterator
 
+import helpers
 import numpy as np
 import pytest
 
-import helpers
 from experiments import humanoid_run
-from jaxhum import checkpoint, runner
-from jaxhum.checkpoint import CHECKPOINT_DIR, CheckpointSaveError, CheckpointStore
+from jaxhum.run import checkpoint
+from jaxhum.run import config as run_config
+from jaxhum.run import loop as run_loop
+from jaxhum.run import main as run_main
+from jaxhum.run.checkpoint import CHECKPOINT_DIR, CheckpointSaveError, CheckpointStore
 
 ITERATION = 16  # 4 envs x 4 steps
 TOTAL = 3 * ITERATION
@@ -48,13 +51,13 @@ def trainer():
     """The one trainer of this module, whose iteration compiles once: a restored state's arrays
     are placed as `init`'s are (uncommitted), so fresh and resumed runs share one compiled
     iteration."""
-    prepared = runner.prepare(humanoid_run.get_config, [*TINY, "--out", "unused"], "humanoid_run", ("cpu", "gpu"))
-    return runner.build_trainer(prepared.config)
+    prepared = run_main.prepare(humanoid_run.get_config, [*TINY, "--out", "unused"], "humanoid_run", ("cpu", "gpu"))
+    return run_config.build_trainer(prepared.config)
 
 
 @pytest.fixture
 def shared_trainer(trainer, monkeypatch):
-    monkeypatch.setattr(runner, "build_trainer", lambda config, env=None: trainer)
+    monkeypatch.setattr(run_loop, "build_trainer", lambda config, env=None: trainer)
     return trainer
 
 
@@ -67,7 +70,7 @@ def reference(trainer, tmp_path_factory) -> dict[str, tuple]:
     """Final state of the uninterrupted run."""
     run_dir = tmp_path_factory.mktemp("reference") / "run"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner, "build_trainer", lambda config, env=None: trainer)
+        mp.setattr(run_loop, "build_trainer", lambda config, env=None: trainer)
         assert humanoid_run.main([*TINY, "--out", str(run_dir)]) == 0
     return _final_leaves(run_dir)
 

@@ -10,11 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import TraceCounter
 
 import jaxhum
-from helpers import TraceCounter
-from jaxhum import rewards
 from jaxhum.envs import walk
+from jaxhum.envs.terms import rewards
 
 NUM_ENVS = 3
 EPISODE_SECONDS = 0.1  # 5 control steps of 20 ms: truncation comes quickly

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxhum import randomization
 from jaxhum.envs import joystick
+from jaxhum.envs.terms import randomization
 
 ZERO: tuple[float, float] = (0.0, 0.0)
 PUSHES = randomization.RandomizationConfig(

@@ -39,7 +39,6 @@ import jax.numpy as jnp
 from flax import struct
 from mujoco import mjx
 
-
 NONFINITE = "nonfinite"  # metric: 1.0 on a step whose physics became NaN/inf (then reset), else 0.0
 
 

@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
-from jaxhum import observations, rewards
 from jaxhum.envs.base import DeploySpec, Env, EnvState, with_autoreset
+from jaxhum.envs.terms import observations, rewards
 from jaxhum.sim import PhysicsOptions, load_model, physics
 
 REWARD_TERMS: Mapping[str, rewards.RewardTerm] = types.MappingProxyType(

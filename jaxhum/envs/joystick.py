@@ -18,7 +18,7 @@ observation, then the true base linear velocity in the base frame (3) and in the
 pelvis height (1), foot contacts (2), feet air time (2), foot heights above standing (2) and
 planar foot velocities (4).
 
-Reward (`DEFAULT_REWARD_WEIGHTS`, all overridable; each term in `jaxhum.rewards`):
+Reward (`DEFAULT_REWARD_WEIGHTS`, all overridable; each term in `jaxhum.envs.terms.rewards`):
 tracking_lin_vel and tracking_ang_vel (exponential kernels, width `tracking_sigma`), lin_vel_z,
 ang_vel_xy, orientation (squared tilt of the gravity direction), torques, energy (off by
 default), action_rate, feet_air_time (paid at touchdown, only while the command is non-zero),
@@ -31,7 +31,7 @@ Episode: terminates when the pelvis drops below the fall height (walk's rule), t
 20 s. Evaluation metrics per step: `tracking/vx` (|vx_cmd - vx| in the base frame, m/s),
 `tracking/yaw` (|yaw_rate_cmd - w_z|, rad/s), `fall`, and with pushes on `push_magnitude`.
 
-Randomization (`config.randomization`, off by default) as in walk (`jaxhum.randomization`):
+Randomization (`config.randomization`, off by default) as in walk (`jaxhum.envs.terms.randomization`):
 physics drawn per episode, noise and lag on the actor observation (the critic observation
 starts with the true one), action latency, pushes. Curriculum (`config.curriculum`, off by
 default): the env declares the levels 'command' (and 'push' with pushes on); the step follows
@@ -54,9 +54,10 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
-from jaxhum import observations, randomization, rewards, robots
+from jaxhum import robots
 from jaxhum.config import FrozenMapping
 from jaxhum.envs.base import Env, EnvState, with_autoreset
+from jaxhum.envs.terms import observations, randomization, rewards
 from jaxhum.envs.walk import FALL_RATIO, position_control_deploy
 from jaxhum.sim import physics
 
@@ -161,7 +162,7 @@ class JoystickConfig:
       reward_weights: term name -> weight; an override is merged into the defaults and
         zero-weight terms are not computed.
       randomization: per-episode domain randomization, observation noise, sensor lag, action
-        latency and pushes (`jaxhum.randomization.RandomizationConfig`; all off by default;
+        latency and pushes (`jaxhum.envs.terms.randomization.RandomizationConfig`; all off by default;
         `GPU_RANDOMIZATION` holds the recommended ranges). Noise and lag apply to the actor
         observation; with pushes on the metrics carry `push_magnitude`.
       curriculum: declare the curriculum levels 'command' (scales the command ranges) and, with

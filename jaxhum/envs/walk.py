@@ -36,8 +36,9 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
-from jaxhum import observations, randomization, rewards, robots
+from jaxhum import robots
 from jaxhum.envs.base import DeploySpec, Env, EnvState, with_autoreset
+from jaxhum.envs.terms import observations, randomization, rewards
 from jaxhum.sim import physics
 
 REWARD_TERMS: Mapping[str, rewards.RewardTerm] = types.MappingProxyType(
@@ -86,7 +87,7 @@ class WalkConfig:
       reward_weights: term name -> weight; an override is merged into the defaults and
         zero-weight terms are not computed.
       randomization: per-episode domain randomization, observation noise, sensor lag, action
-        latency and pushes (`jaxhum.randomization.RandomizationConfig`; all off by default).
+        latency and pushes (`jaxhum.envs.terms.randomization.RandomizationConfig`; all off by default).
         When anything is on, the env asks for fresh starts (`Env.fresh_starts`) so every
         episode draws anew, and with pushes on the metrics carry `push_magnitude`.
     """

@@ -191,9 +191,9 @@ def create_app(data_dir: str | os.PathLike, max_concurrent: int = 1, stop_timeou
         return num_iterations * task.prepare(argv).config.ppo.env_steps_per_iteration
 
     def total_steps(prepared: Any) -> int:
-        from jaxhum import runner
+        from jaxhum.run import config as run_config
 
-        return runner.num_iterations(prepared.config) * runner.steps_per_iteration(prepared.config)
+        return run_config.num_iterations(prepared.config) * run_config.steps_per_iteration(prepared.config)
 
     @app.post("/reinforcement-learning", status_code=201, response_model=JobCreated)
     def submit(body: TrainRequest, request: fastapi.Request) -> JobCreated:

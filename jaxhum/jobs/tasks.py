@@ -2,7 +2,7 @@
 
 Tasks are the experiment modules found in the `experiments` package (each has `get_config`,
 `PRESETS` and `main`), so a new experiment is servable without touching this package. A job's
-command line is checked in-process with `jaxhum.runner.prepare`, which parses and validates it
+command line is checked in-process with `jaxhum.run.main.prepare`, which parses and validates it
 exactly as the job's own process will, without compiling or writing anything.
 """
 
@@ -41,18 +41,19 @@ class Task:
     presets: tuple[str, ...]
 
     def prepare(self, argv: Sequence[str]) -> Any:
-        """`jaxhum.runner.prepare` on this experiment's command line.
+        """`jaxhum.run.main.prepare` on this experiment's command line.
 
         Raises:
           InvalidJob: the runner's one-line message (bad flag, field, value or resume directory).
         """
-        from jaxhum import runner
-        from jaxhum.checkpoint import CheckpointError
         from jaxhum.config import ConfigError
+        from jaxhum.run import cli as run_cli_lib
+        from jaxhum.run import main as run_main
+        from jaxhum.run.checkpoint import CheckpointError
 
         try:
-            return runner.prepare(self.get_config, list(argv), self.name, self.presets)
-        except (ConfigError, CheckpointError, runner.UsageError) as err:
+            return run_main.prepare(self.get_config, list(argv), self.name, self.presets)
+        except (ConfigError, CheckpointError, run_cli_lib.UsageError) as err:
             raise InvalidJob(" ".join(str(err).split())) from None
 
 

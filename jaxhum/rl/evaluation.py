@@ -18,7 +18,7 @@ from flax import struct
 REWARD_PREFIX = "reward/"
 TRACKING_PREFIX = "tracking/"  # a command task's per-step tracking error ('tracking/vx', ...)
 # A step metric whose largest value in an episode the robot survived is reported as a max over
-# the eval envs: the push a task applied (jaxhum.randomization) -> eval/max_push_survived.
+# the eval envs: the push a task applied (jaxhum.envs.terms.randomization) -> eval/max_push_survived.
 SURVIVED_MAX = {"push_magnitude": "max_push_survived"}
 
 

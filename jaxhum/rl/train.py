@@ -40,10 +40,7 @@ from flax import struct
 from jaxhum.envs import base as envs_base
 from jaxhum.rl import curriculum as curriculum_lib
 from jaxhum.rl import evaluation as evaluation_lib
-from jaxhum.rl import losses
-from jaxhum.rl import networks
-from jaxhum.rl import normalization
-from jaxhum.rl import parallel
+from jaxhum.rl import losses, networks, normalization, parallel
 
 Params = Any
 Metrics = dict[str, jax.Array]

@@ -3,7 +3,13 @@
 Never imports `jaxhum.envs` or `jaxhum.rl`.
 """
 
-from jaxhum.sim.model import ModelLoadError, NameLookupError, PhysicsOptions, SimModel, load_model
+from jaxhum.sim.model import (
+    ModelLoadError,
+    NameLookupError,
+    PhysicsOptions,
+    SimModel,
+    load_model,
+)
 from jaxhum.sim.physics import init, step
 
 __all__ = ["ModelLoadError", "NameLookupError", "PhysicsOptions", "SimModel", "init", "load_model", "step"]

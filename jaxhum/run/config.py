@@ -1,9 +1,10 @@
 """What a run is, without the training loop: its config and how to rebuild its env, trainer and policy.
 
 `RunConfig` fully determines a run; `build_env`, `build_trainer`, `state_template` and
-`make_policy` rebuild from it everything that loading a saved run needs. Dependencies point one
-way: `jaxhum.checkpoint` (loading) and `jaxhum.runner` (the training loop) import this module;
-it imports neither, so evaluation, export and sim-to-sim can load a run without the loop.
+`make_policy` rebuild from it everything that loading a saved run needs; `validate` checks a
+config (one `ConfigError` line naming the field) before anything is compiled or written.
+Dependencies point one way: `jaxhum.run.checkpoint` (loading) and `jaxhum.run.loop` (the training
+loop) import this module; it imports neither, so the tools can load a run without the loop.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jaxhum import config as config_lib
-from jaxhum.config import FrozenMapping
+from jaxhum.config import ConfigError, FrozenMapping
 from jaxhum.rl.train import PPOConfig
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "seeds_of",
     "steps_per_iteration",
     "train_keys",
+    "validate",
 ]
 
 
@@ -60,7 +62,7 @@ class RunConfig:
       init_from: a run directory to fine-tune from: the new run starts from that run's policy,
         value and normalizer (its newest complete checkpoint), everything else (optimizer,
         env states, keys) fresh from this config and seed; shapes must match
-        (`jaxhum.finetune`). Empty starts from scratch. A resumed run ignores it.
+        (`jaxhum.run.finetune`). Empty starts from scratch. A resumed run ignores it.
       num_seeds: K > 1 trains seeds seed, seed + 1, ..., seed + K - 1 as K independent runs in
         one jitted program (vmap over the train state); each gets its own run directory
         out_dir/seed_<S> (see `seed_run_dirs`), a complete run with num_seeds 1 in its config.
@@ -226,3 +228,125 @@ def make_policy(trainer: Any, state: Any, deterministic: bool = True) -> Callabl
             return sample(params, obs, key)
 
     return policy
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+
+def _from_value_error(prefix: str, err: ValueError) -> ConfigError:
+    """'name: constraint' from a component's ValueError as a ConfigError on prefix.name."""
+    if isinstance(err, ConfigError):
+        return ConfigError(f"{prefix}.{err.field}", err.constraint)
+    text = " ".join(str(err).split())
+    name, sep, rest = text.partition(": ")
+    if sep and name.replace("_", "").replace(".", "").isalnum():
+        return ConfigError(f"{prefix}.{name}", rest)
+    return ConfigError(prefix, text)
+
+
+def _build_error(config: RunConfig, err: Exception) -> ConfigError:
+    """A failure to build the task as one line on the env field it comes from (else `env`).
+
+    Model files are the usual culprit: a missing, unreadable or malformed MJCF file, or one
+    without a body/joint/site the task looks up, is reported on `env.model_path` when the task
+    has that field.
+    """
+    from jaxhum import envs, sim
+
+    fields = config_lib.field_types(envs.REGISTRY[config.env_name].config_cls)
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, (sim.ModelLoadError, sim.NameLookupError)) and "model_path" in fields:
+        return ConfigError("env.model_path", text)
+    if isinstance(err, ValueError):
+        named = _from_value_error("env", err)
+        task_field = named.field.partition(".")[2].partition(".")[0].partition("[")[0]
+        if task_field in fields:
+            return named
+    return ConfigError("env", f"{config.env_name} could not be built: {type(err).__name__}: {text}")
+
+
+def _check_builds(config: RunConfig) -> None:
+    """Builds the task now (memoized; loads its model, compiles nothing), so that a bad model
+    file or a missing name is bad input reported before anything is written."""
+    try:
+        build_env(config)
+    except Exception as err:  # whatever the task raises, the user gets one line
+        raise _build_error(config, err) from None
+
+
+def _validate_env(config: RunConfig) -> RunConfig:
+    from jaxhum import envs
+
+    require = config_lib.require
+    require(config.env_name in envs.REGISTRY, "env_name",
+            f"must be one of {', '.join(sorted(envs.REGISTRY))}, got {config.env_name!r}")
+    config_cls = envs.REGISTRY[config.env_name].config_cls
+    types_ = config_lib.field_types(config_cls)
+    for key in config.env:
+        require(key in types_, f"env.{key}", f"unknown field of {config.env_name}; known fields: {', '.join(sorted(types_))}")
+    # Values typed from the command line as JSON literals take the task config's field types; a
+    # group given in part (env.randomization.push_velocity=...) keeps the task's other defaults.
+    defaults = config_cls()
+
+    def typed(key: str, value: Any) -> Any:
+        default = getattr(defaults, key)
+        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
+            value = envs.registry.over_defaults(default, value)
+        return config_lib.coerce(value, types_[key], f"env.{key}")
+
+    env = FrozenMapping({k: typed(k, v) for k, v in config.env.items()})
+    try:
+        envs.make_config(config.env_name, **env)
+    except ValueError as err:
+        raise _from_value_error("env", err) from None
+    return dataclasses.replace(config, env=env)
+
+
+def _validate_devices(config: RunConfig) -> None:
+    """devices names a device count that exists and divides the env batch and the minibatches."""
+    import jax
+
+    require = config_lib.require
+    available = jax.device_count() if config.devices == 0 else jax.local_device_count()
+    require(0 <= config.devices <= available, "devices",
+            f"must be 0 (all devices) or a count in 1..{available} (local devices), got {config.devices}")
+    count = config.devices or available
+    if count > 1:
+        require(config.ppo.num_envs % count == 0, "ppo.num_envs",
+                f"must be divisible by the {count} devices (devices={config.devices}), got {config.ppo.num_envs}")
+        require(config.ppo.minibatch_size % count == 0, "ppo.num_minibatches",
+                f"the minibatch size num_envs * unroll_length / num_minibatches = {config.ppo.minibatch_size} "
+                f"must be divisible by the {count} devices, got num_minibatches {config.ppo.num_minibatches}")
+
+
+def validate(config: RunConfig, build: bool = True) -> RunConfig:
+    """Checks a run config; returns it with env override values coerced to their types.
+
+    Every float must be finite (except `stop_at_eval_return=inf`). With `build`, the task is
+    also built (`build_env`, memoized: its model is loaded, nothing is compiled), so a missing
+    or malformed model file is reported here rather than as a traceback once the run started.
+
+    Raises:
+      ConfigError: one line naming the first invalid field and the constraint it breaks
+        (`env.model_path` or `env` for a task that fails to build).
+    """
+    config_lib.validate_types(config)
+    require = config_lib.require
+    for name in ("num_timesteps", "log_every", "checkpoint_every", "keep_checkpoints"):
+        value = getattr(config, name)
+        require(value > 0, name, f"must be a positive integer, got {value}")
+    require(config.eval_every >= 0, "eval_every", f"must be >= 0 (0 disables evaluation), got {config.eval_every}")
+    require(config.seed >= 0, "seed", f"must be >= 0, got {config.seed}")
+    require(config.num_seeds > 0, "num_seeds", f"must be a positive integer, got {config.num_seeds}")
+    require(not (config.init_from and config.num_seeds > 1), "init_from",
+            f"fine-tuning trains one seed: must be empty with num_seeds > 1, got num_seeds {config.num_seeds}")
+    _validate_devices(config)
+    try:
+        config.ppo.validate()
+    except ValueError as err:
+        raise _from_value_error("ppo", err) from None
+    config = _validate_env(config)
+    if build:
+        _check_builds(config)
+    return config

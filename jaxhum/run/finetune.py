@@ -20,9 +20,9 @@ from typing import Any
 
 import jax
 
-from jaxhum import checkpoint as checkpoint_lib
-from jaxhum import runs
 from jaxhum.config import ConfigError
+from jaxhum.run import checkpoint as checkpoint_lib
+from jaxhum.run import config as run_config
 
 __all__ = ["FIELD", "TRANSFERRED", "check", "check_config", "init_state", "source_step"]
 
@@ -72,7 +72,7 @@ def check(init_from: str, template: Any) -> int:
 
     Args:
       init_from: the source run directory.
-      template: the new run's TrainState shapes (`jaxhum.runs.state_template`).
+      template: the new run's TrainState shapes (`jaxhum.run.config.state_template`).
     Raises:
       ConfigError: `init_from: state<leaf>: <dir> has shape (..), this run needs (..)` for the
         first transferred leaf that differs in shape or dtype, is missing on either side, or
@@ -100,19 +100,19 @@ def check(init_from: str, template: Any) -> int:
     return step
 
 
-def check_config(config: runs.RunConfig) -> int:
+def check_config(config: run_config.RunConfig) -> int:
     """`check` for a validated run config with `init_from` set (builds its trainer; compiles nothing)."""
-    return check(config.init_from, runs.state_template(runs.build_trainer(config), config))
+    return check(config.init_from, run_config.state_template(run_config.build_trainer(config), config))
 
 
-def init_state(trainer: Any, config: runs.RunConfig, key: jax.Array) -> Any:
+def init_state(trainer: Any, config: run_config.RunConfig, key: jax.Array) -> Any:
     """`trainer.init(key)` with the transferred leaves taken from `config.init_from`.
 
     Checks before anything is compiled (`check`), then restores the source's newest complete
     checkpoint (a damaged newest one is skipped, as on resume) and places each transferred
     leaf where the fresh state had its leaf (same device and sharding).
     """
-    check(config.init_from, runs.state_template(trainer, config))
+    check(config.init_from, run_config.state_template(trainer, config))
     state = trainer.init(key)
     store = _open(config.init_from)
     try:

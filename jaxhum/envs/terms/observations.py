@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from mujoco import mjx
 
-from jaxhum.rewards import call_term
+from jaxhum.envs.terms.rewards import call_term
 
 
 def qpos_without_root_xy(*, data: mjx.Data) -> jax.Array:

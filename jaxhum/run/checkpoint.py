@@ -26,7 +26,7 @@ Public API:
     policy = load_policy(run_dir)                     # jitted obs -> action
     run = load_run(run_dir)                           # config, env, policy params, pure act()
 
-Loading a run imports `jaxhum.runs` (what a run is) and never `jaxhum.runner` (the training loop).
+Loading a run imports `jaxhum.run.config` (what a run is) and never `jaxhum.run.loop` (the training loop).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxhum import config as config_lib
-from jaxhum import runs
+from jaxhum.run import config as run_config
 
 __all__ = [
     "BEST_DIR",
@@ -418,7 +418,7 @@ def _describe_io_error(err: BaseException) -> str:
 # ----------------------------------------------------------------------------- public API
 
 
-def saved_config(store: CheckpointStore, step: int | None = None, best: bool = False) -> runs.RunConfig:
+def saved_config(store: CheckpointStore, step: int | None = None, best: bool = False) -> run_config.RunConfig:
     """The RunConfig stored with a checkpoint (newest readable one when step is None)."""
     steps = store.steps(best=best)
     if not steps:
@@ -432,7 +432,7 @@ def saved_config(store: CheckpointStore, step: int | None = None, best: bool = F
             last_error = err
             continue
         try:
-            return config_lib.from_json(runs.RunConfig, data)
+            return config_lib.from_json(run_config.RunConfig, data)
         except config_lib.ConfigError as err:
             raise CheckpointError(f"saved config does not fit this version of RunConfig: {err}") from None
     raise CheckpointError(f"{store.run_dir}: no checkpoint with a readable config ({last_error})")
@@ -442,7 +442,7 @@ def restore(run_dir: str | os.PathLike, step: int | None = None, best: bool = Fa
     """Loads a saved training state and its config.
 
     Args:
-      run_dir: a run directory written by `jaxhum.runner` (e.g. runs/humanoid_run/<stamp>-s0).
+      run_dir: a run directory written by `jaxhum.run.loop` (e.g. runs/humanoid_run/<stamp>-s0).
       step: env steps of the checkpoint; None for the newest complete one.
       best: take the checkpoint with the best evaluation return instead.
     Returns:
@@ -462,8 +462,8 @@ def _restore(run_dir: str | os.PathLike, step: int | None, best: bool) -> tuple[
     store = CheckpointStore(run_dir, read_only=True)
     try:
         config = saved_config(store, step=step, best=best)
-        trainer = runs.build_trainer(config)
-        restored = store.restore(template=runs.state_template(trainer, config), step=step, best=best)
+        trainer = run_config.build_trainer(config)
+        restored = store.restore(template=run_config.state_template(trainer, config), step=step, best=best)
     finally:
         store.close()
     return restored, config
@@ -500,12 +500,12 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None, best: bool = F
     from jaxhum.rl.train import policy_bundle
 
     restored, config = _restore(run_dir, step, best)
-    trainer = runs.build_trainer(config)
+    trainer = run_config.build_trainer(config)
     return LoadedRun(
         run_dir=pathlib.Path(run_dir),
         config=config,
         step=restored.step,
-        env=runs.build_env(config),
+        env=run_config.build_env(config),
         params=policy_bundle(restored.state),
         act=lambda params, obs: trainer.policy_fn(params, obs, None),
     )
@@ -525,4 +525,4 @@ def load_policy(
       applied inside. With `deterministic=False` pass a PRNG key to sample.
     """
     state, config = restore(run_dir, step=step, best=best)
-    return runs.make_policy(runs.build_trainer(config), state, deterministic=deterministic)
+    return run_config.make_policy(run_config.build_trainer(config), state, deterministic=deterministic)

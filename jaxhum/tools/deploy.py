@@ -3,7 +3,7 @@
 This module imports numpy and nothing else; copy it next to `policy.npz` (both written by
 `python -m jaxhum.export`) and use:
 
-    from deploy import Policy            # or: from jaxhum.deploy import Policy
+    from deploy import Policy            # or: from jaxhum.tools.deploy import Policy
     policy = Policy.load("policy.npz")
     action = policy(obs)                  # obs (obs_size,) or (batch, obs_size) -> action in [-1, 1]
     ctrl = policy.ctrl(action)            # controls of actuators `actuator_ids` (policy.json: actuator_order)

@@ -112,7 +112,9 @@ class RunLog:
         self._metrics = open(self.run_dir / METRICS_FILE, "a", buffering=1)
         self._writer = None
         if tensorboard:
-            from tensorboardX import SummaryWriter  # optional at import time, needed here
+            from tensorboardX import (
+                SummaryWriter,  # optional at import time, needed here
+            )
 
             # purge_step hides events a killed run logged past the checkpoint we resumed from.
             self._writer = SummaryWriter(

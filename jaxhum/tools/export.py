@@ -1,0 +1,211 @@
+"""Export a trained policy for use without JAX: `python -m jaxhum.export RUN_DIR --out DIR [--best]`.
+
+Writes into DIR:
+  policy.onnx   the deterministic policy as an ONNX graph (ONNX opset `OPSET`), built with the onnx
+                package from the weights: input `obs` (batch, obs_size) float32 -> output `action`
+                (batch, action_size) in [-1, 1]. The observation normalizer is folded in as the
+                first ops: Sub(mean), Div(std), Clip(-5, 5); then Gemm + activation per layer,
+                Slice of the Gaussian mean, Tanh.
+  policy.npz    the same numbers for `jaxhum/deploy.py`, a numpy-only runner (copied to DIR too).
+  policy.json   what a robot loop needs: observation layout (term names and slices), the action
+                mapping (ctrl = clip(ctrl_offset + ctrl_scale * clip(action, -1, 1), ctrl_min,
+                ctrl_max) for the actuators in actuator_order), actuator and
+                joint order, control dt and physics substeps, and the robot's own facts (home
+                pose, PD gains, ctrl ranges, ... from the task's `DeploySpec.robot`).
+
+Bad input: one line `error: <field>: <constraint>` on stderr, exit 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxhum.run import checkpoint
+
+OPSET = 17
+_SWISH, _TANH = "swish", "tanh"
+
+
+class ExportError(Exception):
+    """The run cannot be exported; one line `<field>: <constraint>`."""
+
+
+def policy_arrays(run: checkpoint.LoadedRun) -> dict[str, np.ndarray]:
+    """The policy as named numpy arrays (the policy.npz content; see `jaxhum.tools.deploy`)."""
+    import jax
+
+    from jaxhum.rl import normalization
+
+    ppo = run.config.ppo
+    spec = run.env.deploy
+    params = jax.device_get(run.params)
+    layers = params.policy["params"]
+    names = [f"hidden_{i}" for i in range(len(ppo.policy_hidden_sizes))] + ["output"]
+    arrays: dict[str, np.ndarray] = {
+        "format": np.asarray(1),
+        "activation": np.asarray(ppo.activation),
+        "normalize": np.asarray(int(ppo.normalize_observations)),
+        "obs_mean": np.asarray(params.normalizer.mean, np.float32),
+        "obs_std": np.asarray(params.normalizer.std, np.float32),
+        "obs_clip": np.asarray(normalization.CLIP, np.float32),
+        "num_layers": np.asarray(len(names)),
+        "action_size": np.asarray(run.env.action_size),
+        "ctrl_offset": np.asarray(spec.ctrl_offset, np.float64),
+        "ctrl_scale": np.asarray(spec.ctrl_scale, np.float64),
+        "ctrl_min": np.asarray(spec.ctrl_min, np.float64),
+        "ctrl_max": np.asarray(spec.ctrl_max, np.float64),
+        "actuator_ids": np.asarray(spec.actuator_ids, np.int64),
+    }
+    for i, name in enumerate(names):
+        arrays[f"w{i}"] = np.asarray(layers[name]["kernel"], np.float32)
+        arrays[f"b{i}"] = np.asarray(layers[name]["bias"], np.float32)
+    return arrays
+
+
+def onnx_model(arrays: dict[str, np.ndarray]) -> Any:
+    """Builds the ONNX model (opset OPSET) from `policy_arrays`."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits, nodes = [], []
+
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    x = "obs"
+    if int(arrays["normalize"]):
+        clip = float(arrays["obs_clip"])
+        nodes += [
+            helper.make_node("Sub", [x, const("obs_mean", arrays["obs_mean"])], ["obs_centred"]),
+            helper.make_node("Div", ["obs_centred", const("obs_std", arrays["obs_std"])], ["obs_scaled"]),
+            helper.make_node("Clip", ["obs_scaled", const("clip_lo", np.float32(-clip)),
+                                      const("clip_hi", np.float32(clip))], ["obs_normalized"]),
+        ]
+        x = "obs_normalized"
+    count = int(arrays["num_layers"])
+    for i in range(count):
+        y = f"dense_{i}"
+        nodes.append(helper.make_node("Gemm", [x, const(f"w{i}", arrays[f"w{i}"]), const(f"b{i}", arrays[f"b{i}"])], [y]))
+        if i < count - 1:
+            if str(arrays["activation"]) == _SWISH:
+                nodes += [helper.make_node("Sigmoid", [y], [f"sigmoid_{i}"]),
+                          helper.make_node("Mul", [y, f"sigmoid_{i}"], [f"act_{i}"])]
+            else:
+                nodes.append(helper.make_node("Tanh", [y], [f"act_{i}"]))
+            y = f"act_{i}"
+        x = y
+    size = int(arrays["action_size"])
+    nodes += [
+        helper.make_node("Slice", [x, const("loc_start", np.asarray([0], np.int64)),
+                                   const("loc_end", np.asarray([size], np.int64)),
+                                   const("loc_axis", np.asarray([1], np.int64))], ["loc"]),
+        helper.make_node("Tanh", ["loc"], ["action"]),
+    ]
+    obs_size = arrays["w0"].shape[0]
+    graph = helper.make_graph(
+        nodes, "jaxhum_policy",
+        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", obs_size])],
+        [helper.make_tensor_value_info("action", TensorProto.FLOAT, ["batch", size])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="jaxhum")
+    model.ir_version = 8  # readable by onnxruntime >= 1.14 (IR 9+ needs newer runtimes)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def policy_json(run: checkpoint.LoadedRun) -> dict[str, Any]:
+    """The metadata a robot loop needs (see the module docstring)."""
+    env, spec = run.env, run.env.deploy
+    mj = env.sim.mj_model
+    import mujoco
+
+    layout, start = [], 0
+    for name, size in env.observation_layout:
+        layout.append({"name": name, "start": start, "stop": start + size})
+        start += size
+    ids = [int(i) for i in spec.actuator_ids]
+    actuators = [mujoco.mj_id2name(mj, mujoco.mjtObj.mjOBJ_ACTUATOR, i) for i in ids]
+    joints = [mujoco.mj_id2name(mj, mujoco.mjtObj.mjOBJ_JOINT, int(mj.actuator_trnid[i, 0])) for i in ids]
+    timestep = float(mj.opt.timestep)
+    return {
+        "format": 1,
+        "task": run.config.env_name,
+        "checkpoint_step": run.step,
+        "onnx_opset": OPSET,
+        "observation_size": env.observation_size,
+        "action_size": env.action_size,
+        "observation_layout": layout,
+        "action": {
+            "mapping": "ctrl[actuator_order] = clip(ctrl_offset + ctrl_scale * clip(action, -1, 1), ctrl_min, ctrl_max)",
+            "ctrl_offset": np.asarray(spec.ctrl_offset).tolist(),
+            "ctrl_scale": np.asarray(spec.ctrl_scale).tolist(),
+            "ctrl_min": np.asarray(spec.ctrl_min).tolist(),
+            "ctrl_max": np.asarray(spec.ctrl_max).tolist(),
+        },
+        "actuator_order": actuators,
+        "joint_order": joints,
+        "control_dt": env.dt,
+        "physics_dt": timestep,
+        "n_substeps": int(round(env.dt / timestep)),
+        "robot": dict(spec.robot),
+    }
+
+
+def export(run: checkpoint.LoadedRun, out: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Writes policy.onnx, policy.npz, deploy.py and policy.json into `out` (created if needed)."""
+    import onnx
+
+    if run.env.deploy is None or not run.env.observation_layout:
+        raise ExportError(f"env_name: task {run.config.env_name!r} does not describe its deployment (Env.deploy, Env.observation_layout)")
+    arrays = policy_arrays(run)
+    model = onnx_model(arrays)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {k: out / f"policy.{k}" for k in ("onnx", "npz", "json")}
+    onnx.save(model, str(paths["onnx"]))
+    np.savez(paths["npz"], **arrays)
+    paths["json"].write_text(json.dumps(policy_json(run), indent=2) + "\n")
+    paths["deploy"] = out / "deploy.py"
+    shutil.copyfile(pathlib.Path(__file__).with_name("deploy.py"), paths["deploy"])
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from jaxhum.run.cli import ArgumentParser, UsageError, run_dir_arg
+
+    parser = ArgumentParser(prog="python -m jaxhum.export", description=__doc__.splitlines()[0],
+                            error_prefix="arguments: ")
+    parser.add_argument("run_dir", type=str)
+    parser.add_argument("--out", type=str, required=True)
+    parser.add_argument("--best", action="store_true", help="export best_checkpoint/ instead of the newest")
+    try:
+        args = parser.parse_args(argv)
+        run_dir = run_dir_arg(args.run_dir)
+        out = pathlib.Path(args.out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise UsageError(f"out: {out} exists and is not an empty directory")
+        for module in ("onnx", "onnxruntime"):
+            try:
+                __import__(module)
+            except ImportError:
+                raise UsageError(f"out: exporting needs {module}: pip install 'jaxhum[export]'") from None
+        run = checkpoint.load_run(run_dir, best=args.best)
+        paths = export(run, out)
+    except (UsageError, ExportError, checkpoint.CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
