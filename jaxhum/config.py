@@ -1,4 +1,4 @@
-"""Helpers for frozen, nested dataclass configs: dotted overrides, type coercion, JSON.
+"""Helpers for frozen, nested dataclass configs: dotted overrides, one coercion, one merge, JSON.
 
 A config is a frozen dataclass whose fields are scalars (int, float, bool, str), tuples,
 optional values, string literals, mappings (e.g. env overrides) or other frozen dataclasses.
@@ -8,24 +8,34 @@ new object. Every error is a `ConfigError` whose message is one line, `<field>: 
     cfg = apply_overrides(cfg, ["ppo.learning_rate=1e-4", "env.episode_length=500"])
     cfg = apply_overrides(cfg, {"seed": 3})
     assert from_json(type(cfg), to_json(cfg)) == cfg
+    task = merge(WalkConfig(), {"reward_weights": {"energy": 0.0}}, strict=True)
+
+Values come from two kinds of caller, and `coerce` (hence `merge`) takes either:
+text and JSON (the command line, `config.json`; the default) are parsed, so `5e7` is an int,
+`64,64` a tuple and `none` None; Python values (`strict=True`, e.g. `jaxhum.envs.make`) must
+already have their field's type (an int for a float and a list for a tuple are converted), and
+errors name the Python types. The finiteness of floats is checked apart (`check_finite`), so a
+saved config loads whatever it holds and its owner decides.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import inspect
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
-    "ALLOW_NON_FINITE",
     "ConfigError",
     "FrozenMapping",
-    "allowed_non_finite",
     "apply_overrides",
+    "as_mapping",
     "check_finite",
     "coerce",
     "diff",
@@ -34,7 +44,9 @@ __all__ = [
     "flatten",
     "from_json",
     "get",
+    "json_schema",
     "loads",
+    "merge",
     "parse_overrides",
     "require",
     "to_json",
@@ -60,39 +72,23 @@ def require(condition: bool, field: str, constraint: str) -> None:
         raise ConfigError(field, constraint)
 
 
-# A float field whose non-finite values mean something lists them in its metadata, e.g.
-# `dataclasses.field(default=math.inf, metadata={ALLOW_NON_FINITE: (math.inf,)})`; every other
-# float field refuses nan, inf and -inf (a learning rate of inf would train to the end on NaN).
-ALLOW_NON_FINITE = "allow_non_finite"
-
-
-def check_finite(value: Any, field: str, allowed: Sequence[float] = ()) -> None:
+def check_finite(value: Any, field: str = "") -> None:
     """Raises `ConfigError(field, ...)` if `value` holds a float that is nan or +-inf.
 
-    Walks tuples, mappings and nested dataclasses (`field[i]`, `field.key`); `allowed` lists the
-    infinities that are accepted (nan never is: it compares unequal to everything). A nested
-    dataclass's fields use their own `ALLOW_NON_FINITE` metadata.
+    Walks tuples (`field[i]`), mappings and nested dataclasses (`field.key`); a learning rate of
+    inf would train to the end on NaN, so no config float may be non-finite.
     """
-    if isinstance(value, float) and not math.isfinite(value) and value not in allowed:
-        also = "".join(f" or {a}" for a in allowed)
-        raise ConfigError(field, f"must be a finite number{also}, got {value}")
-    if _is_dataclass_instance(value):
-        for f in dataclasses.fields(value):
-            check_finite(getattr(value, f.name), f"{field}.{f.name}", tuple(f.metadata.get(ALLOW_NON_FINITE, ())))
-    elif isinstance(value, (list, tuple)):
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(field, f"must be a finite number, got {value}")
+    if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            check_finite(item, f"{field}[{i}]", allowed)
+            check_finite(item, f"{field}[{i}]")
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            check_finite(item, f"{field}.{key}", allowed)
-
-
-def allowed_non_finite(cls: type, name: str) -> tuple[float, ...]:
-    """The non-finite values field `name` of dataclass `cls` documents as meaningful."""
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            return tuple(f.metadata.get(ALLOW_NON_FINITE, ()))
-    return ()
+            check_finite(item, _join(field, key))
+    elif _is_dataclass_instance(value):
+        for f in dataclasses.fields(value):
+            check_finite(getattr(value, f.name), _join(field, f.name))
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -114,13 +110,25 @@ def _is_dataclass_instance(value: Any) -> bool:
     return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
+def _join(prefix: str, name: Any) -> str:
+    return f"{prefix}.{name}" if prefix else str(name)
+
+
 def field_types(cls: type) -> dict[str, Any]:
-    """Field name -> resolved annotations of a dataclass's init fields (handles `from __future__ import annotations`)."""
+    """Field name -> resolved annotation of a dataclass's init fields (`from __future__ import annotations` too)."""
     try:
         hints = typing.get_type_hints(cls)
     except Exception:  # Unresolvable forward references: fall back to the raw annotations.
         hints = {}
     return {f.name: hints.get(f.name, f.type) for f in dataclasses.fields(cls) if f.init}
+
+
+def _defaults(cls: type, field: str) -> Any:
+    """`cls()`: the config of every default (a ConfigError if `cls` has a required field)."""
+    try:
+        return cls()
+    except TypeError as err:
+        raise ConfigError(field or cls.__name__, str(err)) from None
 
 
 def _known(names: Iterable[str]) -> str:
@@ -132,12 +140,22 @@ def _type_name(tp: Any) -> str:
         return "None"
     if isinstance(tp, type) and not typing.get_args(tp):
         return tp.__name__
-    return str(tp).replace("typing.", "")
+    return str(tp).replace("typing.", "").replace("collections.abc.", "")
+
+
+_WORDS = {bool: "a bool (true/false)", int: "an int", float: "a float", str: "a string"}
 
 
 def _expected(tp: Any) -> str:
-    names = {bool: "a bool (true/false)", int: "an int", float: "a float", str: "a string"}
-    return names.get(tp, _type_name(tp))
+    return _WORDS.get(tp, _type_name(tp))
+
+
+def _refuse(value: Any, tp: Any, field: str, strict: bool, words: str = "") -> ConfigError:
+    """The error for a `value` that is not a `tp`: in the command line's words, or (strict) in
+    Python's (`expected int, got float 2.5`)."""
+    if strict:
+        return ConfigError(field, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return ConfigError(field, f"expected {words or _expected(tp)}, got {value!r}")
 
 
 def _parse_literal(text: str) -> Any:
@@ -160,112 +178,170 @@ def _split_sequence(text: str) -> list[str]:
     return [part.strip() for part in stripped.split(",") if part.strip()]
 
 
-def coerce(value: Any, tp: Any, field: str) -> Any:
-    """Converts `value` (a string from the CLI or a JSON value) to type `tp`, or raises."""
+# ----------------------------------------------------------------------------- coercion
+
+
+def coerce(value: Any, tp: Any, field: str, *, strict: bool = False) -> Any:
+    """`value` as declared type `tp` (lists become tuples, mappings FrozenMappings), or raises.
+
+    Args:
+      value: text from the command line or a JSON value; with `strict`, a Python value.
+      tp: a scalar type, a tuple, Optional/Union, Literal, Mapping or dataclass type, or Any.
+      field: the dotted path errors name.
+      strict: no text is parsed (a string is only a str), and a mapping's values are kept as
+        given: their owner checks them (a task's `validate` names a weight that is no number).
+    Raises:
+      ConfigError: `<field>: expected <type>, got <value>` (or the constraint of a Literal,
+        a tuple's length, a group of fields set as one value).
+    """
     origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-
     if tp is Any or tp is object:
-        return _freeze(_parse_literal(value) if isinstance(value, str) else value)
-
+        return _freeze(_parse_literal(value) if isinstance(value, str) and not strict else value)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return coerce(value, option, field)
-            except ConfigError:
-                continue
-        raise ConfigError(field, f"expected {_type_name(tp)}, got {value!r}")
-
+        return _to_union(value, tp, field, strict)
     if origin is typing.Literal:
-        for allowed in args:
-            if value == allowed or (isinstance(value, str) and str(allowed) == value.strip()):
-                return allowed
-        raise ConfigError(field, f"must be one of {', '.join(repr(a) for a in args)}, got {value!r}")
-
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered in ("true", "1", "yes", "on"):
-                return True
-            if lowered in ("false", "0", "no", "off"):
-                return False
-        raise ConfigError(field, f"expected a bool (true/false), got {value!r}")
-
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(field, f"expected an int, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            text = value.strip()
-            try:
-                return int(text)
-            except ValueError:
-                try:
-                    as_float = float(text)  # Accepts 5e7 and 5_000_000.0 for counts.
-                except ValueError:
-                    as_float = math.nan
-                if math.isfinite(as_float) and as_float.is_integer():
-                    return int(as_float)
-        raise ConfigError(field, f"expected an int, got {value!r}")
-
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(field, f"expected a float, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise ConfigError(field, f"expected a float, got {value!r}")
-
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(field, f"expected a string, got {value!r}")
-
+        return _to_literal(value, tp, field, strict)
+    if tp in _SCALARS:
+        return _SCALARS[tp](value, field, strict)
     if origin is tuple or tp is tuple:
-        if isinstance(value, str):
-            value = _split_sequence(value)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(field, f"expected {_type_name(tp)} (comma separated), got {value!r}")
-        if not args:
-            return tuple(_freeze(v) for v in value)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(coerce(v, args[0], f"{field}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(field, f"expected {len(args)} values, got {len(value)}")
-        return tuple(coerce(v, a, f"{field}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-
-    if origin in (Mapping, dict, typing.Mapping) or tp in (dict, Mapping):
-        if isinstance(value, str):
-            value = _parse_literal(value) if value.strip() else {}
-        if not isinstance(value, Mapping):
-            raise ConfigError(field, f"expected a mapping (JSON object), got {value!r}")
-        value_tp = args[1] if len(args) == 2 else Any
-        return _freeze({str(k): coerce(v, value_tp, f"{field}.{k}") for k, v in value.items()})
-
+        return _to_tuple(value, tp, field, strict)
+    if origin in (Mapping, dict) or tp in (Mapping, dict):
+        return _to_mapping(value, tp, field, strict)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if isinstance(value, Mapping):
-            return _from_mapping(tp, value, field)
-        raise ConfigError(field, f"is a group of fields; set them one by one, e.g. {field}.<name>=...")
-
-    if isinstance(tp, type):
-        if isinstance(value, tp):
-            return value
-        raise ConfigError(field, f"expected {_type_name(tp)}, got {value!r}")
+        return _to_dataclass(value, tp, field, strict)
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise _refuse(value, tp, field, strict)
     return value
+
+
+def _to_bool(value: Any, field: str, strict: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) and not strict else None
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise _refuse(value, bool, field, strict)
+
+
+def _to_int(value: Any, field: str, strict: bool) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not strict and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not strict and isinstance(value, str):
+        text = value.strip()
+        with contextlib.suppress(ValueError):
+            return int(text)
+        with contextlib.suppress(ValueError):
+            as_float = float(text)  # Accepts 5e7 and 5_000_000.0 for counts.
+            if math.isfinite(as_float) and as_float.is_integer():
+                return int(as_float)
+    raise _refuse(value, int, field, strict)
+
+
+def _to_float(value: Any, field: str, strict: bool) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not strict and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return float(value.strip())
+    raise _refuse(value, float, field, strict)
+
+
+def _to_str(value: Any, field: str, strict: bool) -> str:
+    if isinstance(value, str):
+        return value
+    raise _refuse(value, str, field, strict)
+
+
+_SCALARS = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
+
+
+def _to_union(value: Any, tp: Any, field: str, strict: bool) -> Any:
+    options = typing.get_args(tp)
+    none_text = not strict and isinstance(value, str) and value.strip().lower() in ("none", "null")
+    if type(None) in options and (value is None or none_text):
+        return None
+    for option in options:
+        if option is not type(None):
+            with contextlib.suppress(ConfigError):
+                return coerce(value, option, field, strict=strict)
+    raise _refuse(value, tp, field, strict)
+
+
+def _to_literal(value: Any, tp: Any, field: str, strict: bool) -> Any:
+    allowed = typing.get_args(tp)
+    for option in allowed:
+        if value == option or (not strict and isinstance(value, str) and str(option) == value.strip()):
+            return option
+    raise ConfigError(field, f"must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}")
+
+
+def _to_tuple(value: Any, tp: Any, field: str, strict: bool) -> tuple:
+    if isinstance(value, str) and not strict:
+        value = _split_sequence(value)
+    if not isinstance(value, (list, tuple)):
+        raise _refuse(value, tp, field, strict, f"{_type_name(tp)} (comma separated)")
+    args = typing.get_args(tp)
+    if not args:
+        return tuple(_freeze(v) for v in value)
+    if len(args) == 2 and args[1] is Ellipsis:
+        args = (args[0],) * len(value)
+    elif len(value) != len(args):
+        raise ConfigError(field, f"expected {len(args)} values, got {len(value)}")
+    return tuple(coerce(v, a, f"{field}[{i}]", strict=strict) for i, (v, a) in enumerate(zip(value, args)))
+
+
+def _to_mapping(value: Any, tp: Any, field: str, strict: bool) -> FrozenMapping:
+    if isinstance(value, str) and not strict:
+        value = _parse_literal(value) if value.strip() else {}
+    if not isinstance(value, Mapping):
+        raise _refuse(value, tp, field, strict, "a mapping (JSON object)")
+    if strict:
+        return _freeze(value)
+    args = typing.get_args(tp)
+    value_tp = args[1] if len(args) == 2 else Any
+    return FrozenMapping({str(k): coerce(v, value_tp, _join(field, k)) for k, v in value.items()})
+
+
+def _to_dataclass(value: Any, tp: type, field: str, strict: bool) -> Any:
+    if isinstance(value, tp):
+        return value
+    if isinstance(value, Mapping):
+        return merge(_defaults(tp, field), value, field, strict=strict)
+    if strict:
+        raise _refuse(value, tp, field, strict)
+    raise ConfigError(field, f"is a group of fields; set them one by one, e.g. {field}.<name>=...")
+
+
+def merge(base: Any, overrides: Mapping[str, Any], prefix: str = "", *, strict: bool = False) -> Any:
+    """A copy of dataclass instance `base` with `overrides` (field -> value) over its values.
+
+    A group of fields (a nested dataclass) given as a mapping is merged field by field: the
+    fields not given keep `base`'s values (balance's pushes stay on when only their magnitude is
+    given). A mapping field given a mapping is merged key by key (`reward_weights={'energy': 0.0}`
+    keeps the other weights). Every value is coerced to its field's type (`coerce`, `strict` for
+    Python values); finiteness is `check_finite`'s.
+
+    Raises:
+      ConfigError: an unknown field (lists the known ones) or a value of the wrong type.
+    """
+    types_ = field_types(type(base))
+    changes = {}
+    for name, value in overrides.items():
+        path = _join(prefix, name)
+        if name not in types_:
+            raise ConfigError(path, f"unknown field; known fields: {_known(types_)}")
+        current = getattr(base, name)
+        if isinstance(value, Mapping) and _is_dataclass_instance(current):
+            changes[name] = merge(current, value, path, strict=strict)
+            continue
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            value = {**current, **value}
+        changes[name] = coerce(value, types_[name], path, strict=strict)
+    return dataclasses.replace(base, **changes)
 
 
 class FrozenMapping(Mapping):
@@ -318,6 +394,12 @@ def _freeze(value: Any) -> Any:
     return value
 
 
+def as_mapping(config: Any) -> FrozenMapping:
+    """A config as a hashable mapping of JSON values: every field, groups as nested mappings,
+    tuples kept (`to_json`, frozen). `merge(type(config)(), as_mapping(config))` is `config`."""
+    return _freeze(to_json(config))
+
+
 # ----------------------------------------------------------------------------- overrides
 
 
@@ -344,7 +426,7 @@ def get(config: Any, path: str) -> Any:
 def _set(node: Any, parts: Sequence[str], value: Any, prefix: str) -> Any:
     """Returns a copy of `node` with `value` (raw) coerced and placed at `parts`."""
     head, rest = parts[0], parts[1:]
-    here = f"{prefix}.{head}" if prefix else head
+    here = _join(prefix, head)
     if _is_dataclass_instance(node):
         types_ = field_types(type(node))
         if head not in types_:
@@ -377,7 +459,7 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """`{"ppo": {"lr": 1}}` -> `{"ppo.lr": 1}` (only for nested mappings)."""
     out: dict[str, Any] = {}
     for key, value in data.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
+        path = _join(prefix, key)
         if isinstance(value, Mapping) and value:
             out.update(flatten(value, path))
         else:
@@ -401,7 +483,7 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any] | Iterable[str]) -
     if not isinstance(overrides, Mapping):
         overrides = parse_overrides(overrides)
     for path, value in overrides.items():
-        parts = [p for p in str(path).split(".")]
+        parts = str(path).split(".")
         if any(not p for p in parts):
             raise ConfigError(str(path), "empty field name in dotted path")
         config = _set(config, parts, value, "")
@@ -414,21 +496,19 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any] | Iterable[str]) -
 def validate_types(config: Any, prefix: str = "") -> None:
     """Checks every field of a (nested) dataclass against its annotation; raises ConfigError.
 
-    Floats must also be finite, except the values a field lists under `ALLOW_NON_FINITE`.
+    For values set in code: each must be what `coerce` makes of it (an int for a float is
+    fine), and every float must be finite (`check_finite`).
     """
     for name, tp in field_types(type(config)).items():
-        path = f"{prefix}.{name}" if prefix else name
+        path = _join(prefix, name)
         value = getattr(config, name)
         if _is_dataclass_instance(value):
             validate_types(value, path)
             continue
-        check_finite(value, path, allowed_non_finite(type(config), name))
+        check_finite(value, path)
         coerced = coerce(value, tp, path)
-        if isinstance(value, int) and not isinstance(value, bool) and tp is float:
-            continue  # an int where a float is declared is fine.
-        same = coerced == value and type(coerced) is type(value) or (
-            isinstance(value, float) and math.isnan(value) and isinstance(coerced, float) and math.isnan(coerced))
-        if not same and not isinstance(value, (tuple, Mapping)):
+        same_type = type(coerced) is type(value) or (type(value) is int and type(coerced) is float)
+        if not (coerced == value and same_type) and not isinstance(value, (tuple, Mapping)):
             raise ConfigError(path, f"expected {_expected(tp)}, got {value!r}")
 
 
@@ -465,50 +545,13 @@ def to_json(config: Any) -> Any:
     raise ConfigError(type(config).__name__, f"cannot be written as JSON: {config!r}")
 
 
-def _from_mapping(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
-    types_ = field_types(cls)
-    unknown = sorted(set(data) - set(types_))
-    if unknown:
-        path = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(path, f"unknown field; known fields: {_known(types_)}")
-    kwargs = {}
-    for name, value in data.items():
-        path = f"{prefix}.{name}" if prefix else name
-        kwargs[name] = coerce(value, types_[name], path)
-    try:
-        return cls(**kwargs)
-    except TypeError as err:  # a required field is missing
-        raise ConfigError(prefix or cls.__name__, str(err)) from None
-
-
 def from_json(cls_or_base: Any, data: Mapping[str, Any]) -> Any:
-    """Inverse of `to_json`.
-
-    Args:
-      cls_or_base: a dataclass type (fields missing from `data` take their defaults) or an
-        instance (fields missing from `data` keep the instance's values).
-      data: the dict `to_json` produced.
-    """
+    """Inverse of `to_json`: `merge` of `data` over the defaults of a dataclass type, or over an
+    instance's values (fields missing from `data` keep them)."""
     if not isinstance(data, Mapping):
         raise ConfigError("<config>", f"expected a JSON object, got {type(data).__name__}")
-    if isinstance(cls_or_base, type):
-        return _from_mapping(cls_or_base, data, "")
-    return _merge(cls_or_base, data, "")
-
-
-def _merge(base: Any, data: Mapping[str, Any], prefix: str) -> Any:
-    types_ = field_types(type(base))
-    changes = {}
-    for name, value in data.items():
-        path = f"{prefix}.{name}" if prefix else name
-        if name not in types_:
-            raise ConfigError(path, f"unknown field; known fields: {_known(types_)}")
-        current = getattr(base, name)
-        if _is_dataclass_instance(current) and isinstance(value, Mapping):
-            changes[name] = _merge(current, value, path)
-        else:
-            changes[name] = coerce(value, types_[name], path)
-    return dataclasses.replace(base, **changes)
+    base = _defaults(cls_or_base, "") if isinstance(cls_or_base, type) else cls_or_base
+    return merge(base, data)
 
 
 def dumps(config: Any) -> str:
@@ -520,3 +563,76 @@ def loads(cls_or_base: Any, text: str) -> Any:
     """Inverse of `dumps`."""
     return from_json(cls_or_base, json.loads(text))
 
+
+# ----------------------------------------------------------------------------- JSON Schema
+
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
+
+
+def json_schema(cls: type) -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of dataclass config `cls`, as `to_json` writes it.
+
+    Each field has its type, its default (from `cls()`) and its description (the field's entry
+    in the `Attributes:` section of the docstring of `cls` or a base class); groups of fields are
+    nested objects. No field is required: a config is given as overrides of its defaults.
+    """
+    return _object_schema(cls, _defaults(cls, cls.__name__))
+
+
+def _object_schema(cls: type, defaults: Any) -> dict[str, Any]:
+    docs = _attribute_docs(cls)
+    properties = {}
+    for name, tp in field_types(cls).items():
+        value = getattr(defaults, name)
+        if _is_dataclass_instance(value):
+            schema = _object_schema(type(value), value)
+        else:
+            schema = {**_type_schema(tp), "default": to_json(value)}
+        if name in docs:
+            schema["description"] = docs[name]
+        properties[name] = schema
+    return {"title": cls.__name__, "type": "object", "properties": properties, "additionalProperties": False}
+
+
+def _type_schema(tp: Any) -> dict[str, Any]:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp in _JSON_TYPES:
+        return {"type": _JSON_TYPES[tp]}
+    if origin in (typing.Union, types.UnionType):
+        return {"anyOf": [_type_schema(a) for a in args]}
+    if origin is typing.Literal:
+        return {"enum": list(args)}
+    if (origin is tuple or tp is tuple) and len(args) == 2 and args[1] is Ellipsis:
+        return {"type": "array", "items": _type_schema(args[0])}
+    if origin is tuple or tp is tuple:
+        items = [_type_schema(a) for a in args]
+        return {"type": "array", "prefixItems": items, "minItems": len(items), "maxItems": len(items)} if items else {
+            "type": "array"}
+    if origin in (Mapping, dict) or tp in (Mapping, dict):
+        return {"type": "object", "additionalProperties": _type_schema(args[1]) if len(args) == 2 else {}}
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return json_schema(tp)
+    return {}
+
+
+_ENTRY = re.compile(r"(\w+(?:, \w+)*): (.*)")
+
+
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """Field name -> its text in the Google-style `Attributes:` section of the docstrings of
+    `cls` and its bases (`name: text` or `a, b: text`, continued on deeper-indented lines)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # a subclass's entry wins
+        lines = inspect.cleandoc(klass.__dict__.get("__doc__") or "").splitlines()
+        start = next((i + 1 for i, line in enumerate(lines) if line.strip() == "Attributes:"), len(lines))
+        names: list[str] = []
+        for line in lines[start:]:
+            if line.strip() and not line.startswith(" "):
+                break  # the section ended
+            entry = _ENTRY.fullmatch(line.strip()) if line.startswith("  ") and line[2:3] != " " else None
+            if entry:
+                names = entry.group(1).split(", ")
+                docs.update({n: entry.group(2) for n in names})
+            elif line.strip():
+                docs.update({n: f"{docs[n]} {line.strip()}" for n in names})
+    return docs

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 import pathlib
 import pkgutil
@@ -290,12 +291,26 @@ def test_bad_command_line_in_a_real_process(name, row, resume_dirs, tmp_path, su
 
 
 def test_inf_stop_at_eval_return_is_still_accepted(capsys, tmp_path):
-    """The one documented non-finite value: inf means 'never stop early'."""
+    """inf on the command line means 'never stop early', as the default None does (null in JSON)."""
     for name, module in EXPERIMENTS.items():
         assert module.main(["--out", str(tmp_path / name), "stop_at_eval_return=inf", "--print-config"]) == 0
-        cfg = config_lib.loads(run_config.RunConfig, capsys.readouterr().out)
-        assert cfg.stop_at_eval_return == float("inf")
+        out = capsys.readouterr().out
+        cfg = config_lib.loads(run_config.RunConfig, out)
+        assert cfg.stop_at_eval_return is None and json.loads(out)["stop_at_eval_return"] is None
     assert not any(tmp_path.iterdir())
+
+
+def test_resume_completes_a_saved_partial_env(resume_dirs):
+    """RESUME_OK holds the experiment's env overrides only (as older versions saved them): a resume
+    runs the task's whole config, and a task field given the value it has is no change."""
+    for name, module in EXPERIMENTS.items():
+        saved = module.get_config()
+        argv = ["--resume", str(resume_dirs[name]["RESUME_OK"])]
+        prepared = run_main.prepare(module.get_config, argv, name, module.PRESETS)
+        assert prepared.config.env == config_lib.as_mapping(envs.make_config(saved.env_name, **saved.env))
+        key, value = next((k, v) for k, v in prepared.config.env.items() if type(v) in (int, float))
+        again = run_main.prepare(module.get_config, [*argv, f"env.{key}={value}"], name, module.PRESETS)
+        assert again.config == prepared.config
 
 
 def test_python_api_refuses_non_finite_task_values():

@@ -26,8 +26,8 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from jaxhum.jobs.manager import Manager, process_start_time  # noqa: E402
-from jaxhum.jobs.store import Job, Store, utc_now  # noqa: E402
+from jaxhum.jobs.manager import Manager, process_start_time
+from jaxhum.jobs.store import Job, Store, utc_now
 
 TINY = [
     "ppo.num_envs=4", "ppo.unroll_length=4", "ppo.num_minibatches=2", "ppo.num_updates_per_batch=1",
@@ -178,7 +178,8 @@ def test_bad_requests_are_refused_before_any_process_starts(server):
 
     # Unknown task / policy type: 400 listing the known ones.
     status, _, payload = post({**ok, "task": "humanoid_backflip"})
-    assert (status, payload["detail"]) == (400, "task: must be one of balance, humanoid_run, joystick, walk, got 'humanoid_backflip'")
+    assert (status, payload["detail"]) == (
+        400, "task: must be one of balance, humanoid_run, joystick, walk, got 'humanoid_backflip'")
     status, _, payload = post({**ok, "policy_type": "SAC"})
     assert (status, payload["detail"]) == (400, "policy_type: must be one of PPO, got 'SAC'")
     status, _, payload = post({**ok, "preset": "tpu"})
@@ -230,6 +231,29 @@ def test_bad_command_lines_are_one_line_errors(server):
         out = subprocess.run([sys.executable, "-m", "jaxhum.jobs", *argv], env=server.env,
                              capture_output=True, text=True, timeout=120)
         assert (out.returncode, out.stderr.strip(), out.stdout) == (2, message, ""), out
+
+
+def test_schema_lists_every_override_with_its_type_and_default(server):
+    status, _, schema = server("GET", "/schema")
+    assert status == 200 and schema["$schema"].endswith("2020-12/schema")
+    props = schema["properties"]
+    num_envs = props["ppo"]["properties"]["num_envs"]
+    assert (num_envs["type"], num_envs["default"]) == ("integer", 2048) and "environments" in num_envs["description"]
+    assert (props["num_timesteps"]["type"], props["num_timesteps"]["default"]) == ("integer", 50_000_000)
+    assert props["num_timesteps"]["readOnly"] and props["out_dir"]["readOnly"] and "readOnly" not in props["log_every"]
+    assert props["stop_at_eval_return"]["default"] is None and {"type": "null"} in props["stop_at_eval_return"]["anyOf"]
+    assert props["ppo"]["properties"]["curriculum"]["properties"]["step"]["default"] == 0.05
+    # env.*: each task's own fields, applied by env_name.
+    assert props["env_name"]["enum"] == ["balance", "humanoid_run", "joystick", "walk"]
+    vx = schema["$defs"]["joystick"]["properties"]["vx_range"]
+    assert (vx["type"], vx["default"], vx["prefixItems"]) == ("array", [-0.5, 1.0], [{"type": "number"}] * 2)
+    assert "forward" in vx["description"] and schema["$defs"]["balance"]["properties"]["vx_range"]["default"] == [0, 0]
+    friction = schema["$defs"]["walk"]["properties"]["randomization"]["properties"]["friction"]
+    assert friction["default"] is None and {"type": "null"} in friction["anyOf"]
+    assert {"if": {"properties": {"env_name": {"const": "joystick"}}, "required": ["env_name"]},
+            "then": {"properties": {"env": {"$ref": "#/$defs/joystick"}}}} in schema["allOf"]
+    status, _, openapi = server("GET", "/openapi.json")
+    assert status == 200 and "JSON Schema" in openapi["paths"]["/schema"]["get"]["description"]
 
 
 # ----------------------------------------------------------------------------- jobs
@@ -317,7 +341,8 @@ def test_resume_and_a_server_restart_lose_no_job(server, jobs):
 
     # B continues from its checkpoint, to a new (short) length, and succeeds.
     stopped_at = b["step"]
-    status, _, payload = server("POST", f"/jobs/{jobs['b']}/resume", {"num_iterations": stopped_at // STEPS_PER_ITERATION + 3})
+    status, _, payload = server("POST", f"/jobs/{jobs['b']}/resume",
+                                {"num_iterations": stopped_at // STEPS_PER_ITERATION + 3})
     assert status == 200 and payload["status"] == "running", payload
     log = server.follow_log(jobs["b"]).decode()
     assert log.count("resumed ") == 2 and log.rstrip().endswith("succeeded")
@@ -357,7 +382,8 @@ def test_restart_settles_jobs_whose_process_is_gone_and_adopts_live_ones(tmp_pat
             sleeper.wait(timeout=10)
             job = wait_for("the adopted job to be settled", lambda: (j := store.get(alive)).status != "running" and j,
                            timeout=30, interval=0.05)
-            assert job.status == "failed" and job.exit_code is None and job.error == "process gone before the first checkpoint"
+            assert job.status == "failed" and job.exit_code is None
+            assert job.error == "process gone before the first checkpoint"
         finally:
             manager.stop()
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import types
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -29,30 +28,7 @@ REGISTRY: Mapping[str, TaskSpec] = types.MappingProxyType(
 )
 
 
-def _check_type(name: str, value: Any, default: Any) -> None:
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    elif isinstance(default, Mapping):
-        ok = isinstance(value, Mapping)
-    else:
-        ok = True
-    if not ok:
-        raise ValueError(f"{name}: expected {type(default).__name__}, got {type(value).__name__} {value!r}")
-
-
-def over_defaults(default: Any, value: Mapping[str, Any]) -> dict[str, Any]:
-    """A partial override `value` of a group of fields (e.g. `randomization`) completed with the
-    fields of the task's default `default` (a dataclass instance): {field: value}."""
-    return {**{f.name: getattr(default, f.name) for f in dataclasses.fields(default) if f.init}, **dict(value)}
-
-
-def make_config(name: str, **overrides: Any) -> Any:
+def make_config(name: str, /, **overrides: Any) -> Any:
     """Returns the frozen config of task `name` with `overrides` applied and validated.
 
     A `reward_weights` override is merged into the task's default weights, so
@@ -63,39 +39,33 @@ def make_config(name: str, **overrides: Any) -> Any:
     Raises:
       ValueError: unknown task (lists the known ones), unknown field (lists the fields),
         a value of the wrong type, a float that is nan or infinite (also inside a mapping such
-        as `reward_weights`; a field may list accepted infinities under
-        `jaxhum.config.ALLOW_NON_FINITE` in its metadata), or a value the task's `validate` rejects.
+        as `reward_weights`), or a value the task's `validate` rejects.
+    """
+    return resolve(name, overrides)
+
+
+def resolve(name: str, overrides: Mapping[str, Any], parse: bool = False) -> Any:
+    """`make_config` with `overrides` as a mapping: `jaxhum.config.merge` over the task's
+    defaults, `check_finite`, then the task's `validate`.
+
+    Args:
+      parse: the values are text or JSON (a run config's `env`: the command line, config.json)
+        and are parsed to the fields' types; otherwise each must already have its field's type.
     """
     if name not in REGISTRY:
         raise ValueError(f"unknown environment {name!r}; known environments: {sorted(REGISTRY)}")
     config_cls = REGISTRY[name].config_cls
-    defaults = config_cls()
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    fields = config_lib.field_types(config_cls)
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise ValueError(f"{name}: unknown override(s) {unknown}; known fields: {sorted(fields)}")
-    changes = {}
-    for key, value in overrides.items():
-        default = getattr(defaults, key)
-        _check_type(key, value, default)
-        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
-            # A group of fields (e.g. `randomization`): the given ones over the task's defaults
-            # (balance's pushes stay on when only their magnitude is overridden).
-            value = config_lib.coerce(over_defaults(default, value), type(default), key)
-        elif isinstance(default, Mapping):
-            value = types.MappingProxyType({**default, **dict(value)})
-        elif isinstance(default, float):
-            value = float(value)
-        changes[key] = value
-    config = dataclasses.replace(defaults, **changes)
-    for field in fields.values():
-        allowed = tuple(field.metadata.get(config_lib.ALLOW_NON_FINITE, ()))
-        config_lib.check_finite(getattr(config, field.name), field.name, allowed)
+    config = config_lib.merge(config_cls(), overrides, strict=not parse)
+    config_lib.check_finite(config)
     config.validate()
     return config
 
 
-def make(name: str, **overrides: Any) -> Env:
+def make(name: str, /, **overrides: Any) -> Env:
     """Builds task `name` with config `overrides` (e.g. `make('humanoid_run', episode_length=500)`)."""
     config = make_config(name, **overrides)
     return REGISTRY[name].factory(config)

@@ -33,8 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default="jaxhum-jobs",
                         help="data directory: jobs.sqlite3, runs/, logs/ (default ./jaxhum-jobs)")
     parser.add_argument("--max-concurrent", default="1", help="jobs running at once; more wait in a queue (default 1)")
-    parser.add_argument("--stop-timeout", default="60",
-                        help="seconds a stopping server waits for its jobs to checkpoint before killing them (default 60)")
+    parser.add_argument("--stop-timeout", default="60", help="seconds a stopping server waits for its jobs to "
+                        "checkpoint before killing them (default 60)")
     return parser
 
 

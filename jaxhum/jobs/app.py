@@ -7,6 +7,7 @@
                                      until the job ends
     POST /jobs/{id}/cancel           SIGTERM: the run saves a checkpoint and stops -> cancelled
     POST /jobs/{id}/resume           continue a cancelled/failed/resumable job from its checkpoint
+    GET  /schema                     JSON Schema of the run config: every field `overrides` may set
     GET  /health
 
 Errors are `{"detail": ...}`: 422 for malformed JSON or wrong types, 400 with one line
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import os
 import pathlib
@@ -57,7 +59,8 @@ class TrainRequest(pydantic.BaseModel):
     seed: Annotated[int, pydantic.Field(strict=True, ge=0)] | None = None
     preset: str | None = pydantic.Field(None, description="config preset (default: by the machine's accelerator)")
     overrides: list[str] | dict[str, _OverrideValue] = pydantic.Field(
-        default_factory=list, description='config overrides: ["ppo.num_envs=64", ...] or {"ppo.num_envs": 64}')
+        default_factory=list,
+        description='config overrides: ["ppo.num_envs=64", ...] or {"ppo.num_envs": 64}; the fields: GET /schema')
 
     @pydantic.model_validator(mode="after")
     def _one_length(self) -> TrainRequest:
@@ -165,24 +168,39 @@ def create_app(data_dir: str | os.PathLike, max_concurrent: int = 1, stop_timeou
     app = fastapi.FastAPI(title="jaxhum training jobs", lifespan=lifespan,
                           description="Train jaxhum experiments as background jobs.")
     app.state.manager = manager
+    jobs = _Jobs(manager, known)
+    _add_submit_route(app, jobs)
+    _add_job_routes(app, jobs)
+    _add_log_route(app, manager)
+    _add_service_routes(app, jobs)
+    return app
 
-    def get_job(job_id: str) -> Job:
-        job = manager.store.get(job_id) if _JOB_ID.fullmatch(job_id) else None
+
+@dataclasses.dataclass(frozen=True)
+class _Jobs:
+    """What the routes share: the manager, the servable tasks and the checks on a request."""
+
+    manager: Manager
+    known: Mapping[str, tasks_lib.Task]
+
+    def get_job(self, job_id: str) -> Job:
+        job = self.manager.store.get(job_id) if _JOB_ID.fullmatch(job_id) else None
         if job is None:
             raise fastapi.HTTPException(404, f"job_id: no job {job_id!r}")
         return job
 
-    def task_of(name: str) -> tasks_lib.Task:
-        if name not in known:
-            raise fastapi.HTTPException(400, f"task: must be one of {', '.join(sorted(known))}, got {name!r}")
-        return known[name]
+    def task_of(self, name: str) -> tasks_lib.Task:
+        if name not in self.known:
+            raise fastapi.HTTPException(400, f"task: must be one of {', '.join(sorted(self.known))}, got {name!r}")
+        return self.known[name]
 
-    def default_preset(task: tasks_lib.Task) -> str | None:
+    def default_preset(self, task: tasks_lib.Task) -> str | None:
         """The preset the experiment would pick on the jobs' machine ('gpu' with an accelerator)."""
-        backend = _jobs_backend(tuple(sorted(manager.env.items())))
+        backend = _jobs_backend(tuple(sorted(self.manager.env.items())))
         wanted = "cpu" if backend == "cpu" else "gpu"
         return wanted if wanted in task.presets else None
 
+    @staticmethod
     def resolve_length(task: tasks_lib.Task, argv: list[str], num_iterations: int | None,
                        num_timesteps: int | None) -> int | None:
         """num_timesteps from num_iterations * env steps per iteration of the resolved config."""
@@ -190,53 +208,71 @@ def create_app(data_dir: str | os.PathLike, max_concurrent: int = 1, stop_timeou
             return num_timesteps
         return num_iterations * task.prepare(argv).config.ppo.env_steps_per_iteration
 
+    @staticmethod
     def total_steps(prepared: Any) -> int:
         from jaxhum.run import config as run_config
 
         return run_config.num_iterations(prepared.config) * run_config.steps_per_iteration(prepared.config)
 
+    def argv_of(self, body: TrainRequest, task: tasks_lib.Task, out: list[str]) -> tuple[list[str], str | None]:
+        """The experiment's command line for a request (before `out`) and its preset.
+
+        Raises:
+          tasks_lib.InvalidJob: a bad override, preset or length.
+        """
+        argv = tasks_lib.overrides_argv(body.overrides)
+        if body.preset is not None and body.preset not in task.presets:
+            raise tasks_lib.InvalidJob(f"preset: must be one of {', '.join(task.presets)}, got {body.preset!r}")
+        preset = body.preset if body.preset is not None else self.default_preset(task)
+        if preset is not None:
+            argv += ["--preset", preset]
+        if body.seed is not None:
+            argv += ["--seed", str(body.seed)]
+        length = self.resolve_length(task, argv + out, body.num_iterations, body.num_timesteps)
+        return argv + ["--num-timesteps", str(length)], preset
+
+
+def _add_submit_route(app: fastapi.FastAPI, jobs: _Jobs) -> None:
+    """POST /reinforcement-learning."""
+
     @app.post("/reinforcement-learning", status_code=201, response_model=JobCreated)
     def submit(body: TrainRequest, request: fastapi.Request) -> JobCreated:
         """Checks and starts (or queues) a training job."""
-        task = task_of(body.task)
+        task = jobs.task_of(body.task)
         policy = next((p for p in tasks_lib.POLICY_TYPES if p.lower() == body.policy_type.lower()), None)
         if policy is None:
             raise fastapi.HTTPException(
                 400, f"policy_type: must be one of {', '.join(tasks_lib.POLICY_TYPES)}, got {body.policy_type!r}")
-        job_id = manager.new_id()
+        job_id = jobs.manager.new_id()
+        out = ["--out", str(jobs.manager.run_dir(job_id))]
         try:
-            argv = tasks_lib.overrides_argv(body.overrides)
-            if body.preset is not None and body.preset not in task.presets:
-                raise tasks_lib.InvalidJob(f"preset: must be one of {', '.join(task.presets)}, got {body.preset!r}")
-            preset = body.preset if body.preset is not None else default_preset(task)
-            if preset is not None:
-                argv += ["--preset", preset]
-            if body.seed is not None:
-                argv += ["--seed", str(body.seed)]
-            out = ["--out", str(manager.run_dir(job_id))]
-            length = resolve_length(task, argv + out, body.num_iterations, body.num_timesteps)
-            argv += ["--num-timesteps", str(length)]
+            argv, preset = jobs.argv_of(body, task, out)
             prepared = task.prepare(argv + out)
         except tasks_lib.InvalidJob as err:
             raise _bad(err) from None
-        job = manager.submit(job_id, task.name, policy, argv, total_steps(prepared), prepared.config.seed, preset)
+        job = jobs.manager.submit(job_id, task.name, policy, argv, jobs.total_steps(prepared), prepared.config.seed,
+                                  preset)
         return JobCreated(job_id=job.id, status=job.status, estimated_completion=job.eta,
                           log_link=_log_link(request, job.id))
+
+
+def _add_job_routes(app: fastapi.FastAPI, jobs: _Jobs) -> None:
+    """GET /jobs, GET /jobs/{id}, POST /jobs/{id}/cancel, POST /jobs/{id}/resume."""
 
     @app.get("/jobs", response_model=list[JobView])
     def list_jobs(request: fastapi.Request) -> list[JobView]:
         """Every job, oldest first."""
-        return [_view(request, j) for j in manager.store.list()]
+        return [_view(request, j) for j in jobs.manager.store.list()]
 
     @app.get("/jobs/{job_id}", response_model=JobView)
     def read_job(job_id: str, request: fastapi.Request) -> JobView:
-        return _view(request, get_job(job_id))
+        return _view(request, jobs.get_job(job_id))
 
     @app.post("/jobs/{job_id}/cancel", response_model=JobView)
     def cancel(job_id: str, request: fastapi.Request) -> JobView:
         """Queued: cancelled at once. Running: SIGTERM; the run checkpoints, then the job is cancelled."""
         try:
-            return _view(request, manager.cancel(get_job(job_id).id))
+            return _view(request, jobs.manager.cancel(jobs.get_job(job_id).id))
         except Conflict as err:
             raise fastapi.HTTPException(409, str(err)) from None
 
@@ -244,18 +280,23 @@ def create_app(data_dir: str | os.PathLike, max_concurrent: int = 1, stop_timeou
     def resume(job_id: str, request: fastapi.Request, body: ResumeRequest | None = None) -> JobView:
         """Continues a cancelled, failed or resumable job from its newest checkpoint, optionally
         to a new total length."""
-        job = get_job(job_id)
+        job = jobs.get_job(job_id)
         body = body or ResumeRequest()
         try:
             Manager.check_resumable(job)
-            task = task_of(job.task)
-            length = resolve_length(task, Manager.resume_argv(job, 0), body.num_iterations, body.num_timesteps) or 0
+            task = jobs.task_of(job.task)
+            length = jobs.resolve_length(task, Manager.resume_argv(job, 0), body.num_iterations,
+                                         body.num_timesteps) or 0
             prepared = task.prepare(Manager.resume_argv(job, length))
-            return _view(request, manager.resume(job.id, length, total_steps(prepared)))
+            return _view(request, jobs.manager.resume(job.id, length, jobs.total_steps(prepared)))
         except Conflict as err:
             raise fastapi.HTTPException(409, str(err)) from None
         except tasks_lib.InvalidJob as err:
             raise _bad(err) from None
+
+
+def _add_log_route(app: fastapi.FastAPI, manager: Manager) -> None:
+    """GET /logs/{id}.log."""
 
     @app.get("/logs/{name}", name="read_log", response_class=responses.PlainTextResponse)
     async def read_log(name: str, offset: Annotated[int, fastapi.Query(ge=0)] = 0,
@@ -276,15 +317,42 @@ def create_app(data_dir: str | os.PathLike, max_concurrent: int = 1, stop_timeou
         headers = {"X-Log-Offset": str(offset + len(data)), "X-Log-Size": str(size), "X-Job-Status": job.status}
         return fastapi.Response(data, media_type="text/plain; charset=utf-8", headers=headers)
 
+
+def _add_service_routes(app: fastapi.FastAPI, jobs: _Jobs) -> None:
+    """GET /health, GET /schema."""
+
     @app.get("/health")
     def health() -> dict[str, Any]:
         counts = {s: 0 for s in STATUSES}
-        for job in manager.store.list():
+        for job in jobs.manager.store.list():
             counts[job.status] += 1
-        return {"status": "ok", "tasks": sorted(known), "policy_types": list(tasks_lib.POLICY_TYPES),
-                "max_concurrent": manager.max_concurrent, "jobs": counts}
+        return {"status": "ok", "tasks": sorted(jobs.known), "policy_types": list(tasks_lib.POLICY_TYPES),
+                "max_concurrent": jobs.manager.max_concurrent, "jobs": counts}
 
-    return app
+    @app.get("/schema", response_model=dict[str, Any])
+    def schema() -> dict[str, Any]:
+        """JSON Schema (draft 2020-12) of the run config: every field a request's `overrides` may
+        set, as a dotted path into it (`ppo.num_envs` is `properties.ppo.properties.num_envs`),
+        with its type, default and description.
+
+        `env.*` are fields of the config of the task the experiment trains (its `env_name`,
+        e.g. `env.vx_range` of joystick): `$defs/<env_name>`. Defaults are RunConfig's and the
+        task's; an experiment's preset changes some of them. Fields marked `readOnly` are set by
+        the service from the request (`num_timesteps`, `seed`) or by itself (`out_dir`).
+        """
+        return _run_schema()
+
+
+@functools.lru_cache(maxsize=1)
+def _run_schema() -> dict[str, Any]:
+    """`jaxhum.run.config.json_schema` with the fields the service sets marked readOnly."""
+    from jaxhum.run import config as run_config
+
+    schema = run_config.json_schema()
+    for name, reason in tasks_lib.SERVER_FIELDS.items():
+        field = schema["properties"][name]
+        field.update(readOnly=True, description=f"{field.get('description', '')} Set by the service: {reason}.")
+    return schema
 
 
 def _read(path: pathlib.Path, offset: int, limit: int) -> bytes:

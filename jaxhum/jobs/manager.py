@@ -157,7 +157,7 @@ def progress(job: Job, since: float = 0.0) -> dict[str, Any]:
     out: dict[str, Any] = {"step": last["step"], "steps_per_second": rate, "eta": None}
     if rate and rate > 0 and mtime >= since:
         remaining = max(job.num_timesteps - last["step"], 0)
-        eta = datetime.datetime.fromtimestamp(mtime + remaining / rate, datetime.timezone.utc)
+        eta = datetime.datetime.fromtimestamp(mtime + remaining / rate, datetime.UTC)
         out["eta"] = eta.isoformat(timespec="seconds")
     evals = [r["eval/episode_reward"] for r in rows if r.get("eval/episode_reward") is not None]
     if evals:

@@ -28,7 +28,7 @@ ACTIVE = ("queued", "running")
 
 def utc_now() -> str:
     """The current UTC time as an ISO 8601 string with seconds."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 @dataclasses.dataclass(frozen=True)

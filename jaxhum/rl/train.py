@@ -169,6 +169,17 @@ class PPOConfig:
                 raise ValueError(f"{name}: must be a tuple of positive integers, got {sizes!r}")
         self.curriculum.validate()
 
+    def check_devices(self, num_devices: int) -> None:
+        """Raises ValueError('field: constraint') unless the env batch (num_envs) and every
+        minibatch split evenly over `num_devices` devices (data parallelism, `jaxhum.rl.parallel`)."""
+        if self.num_envs % num_devices:
+            raise ValueError(f"num_envs: must be divisible by the {num_devices} devices, got {self.num_envs}")
+        if self.minibatch_size % num_devices:
+            raise ValueError(
+                f"num_minibatches: the minibatch size num_envs * unroll_length / num_minibatches = "
+                f"{self.minibatch_size} must be divisible by the {num_devices} devices, got {self.num_minibatches}"
+            )
+
 
 @struct.dataclass
 class PolicyParams:
@@ -603,10 +614,7 @@ def make_train(
     if not isinstance(num_iterations, int) or num_iterations <= 0:
         raise ValueError(f"num_iterations: must be a positive integer, got {num_iterations!r}")
     curriculum_lib.check_env(env)
-    num_devices = 1 if mesh is None else mesh.devices.size
-    if config.num_envs % num_devices or config.minibatch_size % num_devices:
-        raise ValueError(f"num_envs: must be divisible by the {num_devices} devices, and so must "
-                         f"the minibatch size {config.minibatch_size}; got num_envs {config.num_envs}")
+    config.check_devices(1 if mesh is None else mesh.devices.size)
     optimizer, schedule = _make_optimizer(config, num_iterations)
     static = _Static(
         env=env,

@@ -1,8 +1,9 @@
 """What a run is, without the training loop: its config and how to rebuild its env, trainer and policy.
 
-`RunConfig` fully determines a run; `build_env`, `build_trainer`, `state_template` and
-`make_policy` rebuild from it everything that loading a saved run needs; `validate` checks a
-config (one `ConfigError` line naming the field) before anything is compiled or written.
+`RunConfig` fully determines a run; `validate` checks it (one `ConfigError` line naming the
+field) before anything is compiled or written and completes its `env` with the task's defaults;
+`build_env`, `build_trainer`, `state_template` and `make_policy` rebuild from it everything that
+loading a saved run needs; `json_schema` describes every field a run may set.
 Dependencies point one way: `jaxhum.run.checkpoint` (loading) and `jaxhum.run.loop` (the training
 loop) import this module; it imports neither, so the tools can load a run without the loop.
 """
@@ -25,6 +26,7 @@ __all__ = [
     "build_env",
     "build_trainer",
     "every_iterations",
+    "json_schema",
     "make_policy",
     "num_iterations",
     "state_template",
@@ -44,8 +46,10 @@ class RunConfig:
 
     Attributes:
       env_name: task name in the `jaxhum.envs` registry.
-      env: overrides passed to `jaxhum.envs.make(env_name, **env)`; set single keys with
-        `env.episode_length=500` or `env.reward_weights.ctrl_l2=0`.
+      env: the task's config, `jaxhum.envs.make(env_name, **env)`: an experiment gives the fields
+        it changes (set single keys with `env.episode_length=500` or
+        `env.reward_weights.ctrl_l2=0`); `validate` completes it with the task's defaults, so a
+        validated config (`--print-config`, `config.json`) holds every field of the task.
       ppo: PPO hyperparameters (`jaxhum.rl.train.PPOConfig`; see its docstring).
       seed: seeds the training key (init, rollouts, SGD) and, split from it, the eval key.
       num_timesteps: env steps to train for; rounded up to whole iterations.
@@ -57,8 +61,9 @@ class RunConfig:
         separately in best_checkpoint/).
       out_dir: run directory; empty means runs/<env_name>/<UTC timestamp>-s<seed>.
       stop_at_eval_return: end the run (with a final checkpoint) at the first evaluation
-        whose mean episode return reaches this value; inf never stops early. With num_seeds > 1
-        the run ends once every seed has reached it.
+        whose mean episode return reaches this value; None (null in JSON; `inf` on the command
+        line means the same) never stops early. With num_seeds > 1 the run ends once every seed
+        has reached it.
       init_from: a run directory to fine-tune from: the new run starts from that run's policy,
         value and normalizer (its newest complete checkpoint), everything else (optimizer,
         env states, keys) fresh from this config and seed; shapes must match
@@ -85,9 +90,7 @@ class RunConfig:
     checkpoint_every: int = 5_000_000
     keep_checkpoints: int = 3
     out_dir: str = ""
-    # inf is the documented "never stop early"; nan and -inf are refused like in any float field.
-    stop_at_eval_return: float = dataclasses.field(
-        default=math.inf, metadata={config_lib.ALLOW_NON_FINITE: (math.inf,)})
+    stop_at_eval_return: float | None = None
     init_from: str = ""
     num_seeds: int = 1
     vmap_seeds: bool = True
@@ -97,9 +100,130 @@ class RunConfig:
 # Fields a resumed run may change: none of them alters the state's shapes or the training math
 # up to the point reached (a longer num_timesteps does lengthen a 'linear' lr schedule).
 RESUMABLE_FIELDS = (
-    "num_timesteps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "out_dir", "stop_at_eval_return",
+    "num_timesteps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "out_dir",
+    "stop_at_eval_return",
 )
 
+
+# ----------------------------------------------------------------------------- validation
+
+
+def validate(config: RunConfig, build: bool = True) -> RunConfig:
+    """Checks a run config; returns it with `env` the task's full config (defaults included).
+
+    Every float must be finite; `stop_at_eval_return=inf` is taken as None (never stop). With
+    `build`, the task is also built (`build_env`, memoized: its model is loaded, nothing is
+    compiled), so a missing or malformed model file is reported here rather than as a traceback
+    once the run started. A config `validate` returned validates to itself.
+
+    Raises:
+      ConfigError: one line naming the first invalid field and the constraint it breaks
+        (`env.model_path` or `env` for a task that fails to build).
+    """
+    config = _never_stop(config)
+    config_lib.validate_types(config)
+    require = config_lib.require
+    for name in ("num_timesteps", "log_every", "checkpoint_every", "keep_checkpoints"):
+        value = getattr(config, name)
+        require(value > 0, name, f"must be a positive integer, got {value}")
+    require(config.eval_every >= 0, "eval_every", f"must be >= 0 (0 disables evaluation), got {config.eval_every}")
+    require(config.seed >= 0, "seed", f"must be >= 0, got {config.seed}")
+    require(config.num_seeds > 0, "num_seeds", f"must be a positive integer, got {config.num_seeds}")
+    require(not (config.init_from and config.num_seeds > 1), "init_from",
+            f"fine-tuning trains one seed: must be empty with num_seeds > 1, got num_seeds {config.num_seeds}")
+    try:
+        config.ppo.validate()
+    except ValueError as err:
+        raise _from_value_error("ppo", err) from None
+    _validate_devices(config)
+    config = _validate_env(config)
+    if build:
+        _check_builds(config)
+    return config
+
+
+def _never_stop(config: RunConfig) -> RunConfig:
+    """`stop_at_eval_return=inf` (the command line's "never", and old run directories') as None."""
+    stop = config.stop_at_eval_return
+    if not (isinstance(stop, float) and not math.isfinite(stop)):
+        return config
+    config_lib.require(stop == math.inf, "stop_at_eval_return",
+                       f"must be a finite number or inf, got {stop} (inf or none: never stop)")
+    return dataclasses.replace(config, stop_at_eval_return=None)
+
+
+def _validate_devices(config: RunConfig) -> None:
+    """devices names a device count that exists and divides the env batch and the minibatches."""
+    import jax
+
+    available = jax.device_count() if config.devices == 0 else jax.local_device_count()
+    config_lib.require(0 <= config.devices <= available, "devices",
+                       f"must be 0 (all devices) or a count in 1..{available} (local devices), got {config.devices}")
+    try:
+        config.ppo.check_devices(config.devices or available)
+    except ValueError as err:
+        raise _from_value_error("ppo", err) from None
+
+
+def _validate_env(config: RunConfig) -> RunConfig:
+    """env_name names a task and env holds fields of its config; returns the config with `env`
+    the task's whole config (`jaxhum.envs.registry.resolve` parses text and JSON values, merges
+    them over the task's defaults and checks them) as a mapping of JSON values."""
+    from jaxhum import envs
+
+    require = config_lib.require
+    require(config.env_name in envs.REGISTRY, "env_name",
+            f"must be one of {', '.join(sorted(envs.REGISTRY))}, got {config.env_name!r}")
+    fields = config_lib.field_types(envs.REGISTRY[config.env_name].config_cls)
+    for key in config.env:
+        require(key in fields, f"env.{key}",
+                f"unknown field of {config.env_name}; known fields: {', '.join(sorted(fields))}")
+    try:
+        task = envs.registry.resolve(config.env_name, config.env, parse=True)
+    except ValueError as err:
+        raise _from_value_error("env", err) from None
+    return dataclasses.replace(config, env=config_lib.as_mapping(task))
+
+
+def _from_value_error(prefix: str, err: ValueError) -> ConfigError:
+    """'name: constraint' from a component's ValueError as a ConfigError on prefix.name."""
+    if isinstance(err, ConfigError):
+        return ConfigError(f"{prefix}.{err.field}", err.constraint)
+    text = " ".join(str(err).split())
+    name, sep, rest = text.partition(": ")
+    if sep and name.replace("_", "").replace(".", "").isalnum():
+        return ConfigError(f"{prefix}.{name}", rest)
+    return ConfigError(prefix, text)
+
+
+def _build_error(config: RunConfig, err: Exception) -> ConfigError:
+    """A failure to build the task as one line on the env field it comes from (else `env`).
+
+    Model files are the usual culprit: a missing, unreadable or malformed MJCF file, or one
+    without a body/joint/site the task looks up, is reported on `env.model_path` when the task
+    has that field.
+    """
+    from jaxhum import envs, sim
+
+    fields = config_lib.field_types(envs.REGISTRY[config.env_name].config_cls)
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, (sim.ModelLoadError, sim.NameLookupError)) and "model_path" in fields:
+        return ConfigError("env.model_path", text)
+    if isinstance(err, ValueError):
+        named = _from_value_error("env", err)
+        task_field = named.field.partition(".")[2].partition(".")[0].partition("[")[0]
+        if task_field in fields:
+            return named
+    return ConfigError("env", f"{config.env_name} could not be built: {type(err).__name__}: {text}")
+
+
+def _check_builds(config: RunConfig) -> None:
+    """Builds the task now (memoized; loads its model, compiles nothing), so that a bad model
+    file or a missing name is bad input reported before anything is written."""
+    try:
+        build_env(config)
+    except Exception as err:  # whatever the task raises, the user gets one line
+        raise _build_error(config, err) from None
 
 # ----------------------------------------------------------------------------- derived values
 
@@ -230,123 +354,23 @@ def make_policy(trainer: Any, state: Any, deterministic: bool = True) -> Callabl
     return policy
 
 
-# ----------------------------------------------------------------------------- validation
+# ----------------------------------------------------------------------------- schema
 
 
+def json_schema() -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of RunConfig: every field a run may set (a dotted override
+    `ppo.num_envs=64` sets `properties.ppo.properties.num_envs`), with its type, RunConfig's
+    default and its description.
 
-def _from_value_error(prefix: str, err: ValueError) -> ConfigError:
-    """'name: constraint' from a component's ValueError as a ConfigError on prefix.name."""
-    if isinstance(err, ConfigError):
-        return ConfigError(f"{prefix}.{err.field}", err.constraint)
-    text = " ".join(str(err).split())
-    name, sep, rest = text.partition(": ")
-    if sep and name.replace("_", "").replace(".", "").isalnum():
-        return ConfigError(f"{prefix}.{name}", rest)
-    return ConfigError(prefix, text)
-
-
-def _build_error(config: RunConfig, err: Exception) -> ConfigError:
-    """A failure to build the task as one line on the env field it comes from (else `env`).
-
-    Model files are the usual culprit: a missing, unreadable or malformed MJCF file, or one
-    without a body/joint/site the task looks up, is reported on `env.model_path` when the task
-    has that field.
+    `env` holds fields of the config of the task `env_name` names: each registered task's
+    config is `$defs/<task>`, and the `allOf` rules apply the one of the given `env_name`.
     """
-    from jaxhum import envs, sim
-
-    fields = config_lib.field_types(envs.REGISTRY[config.env_name].config_cls)
-    text = " ".join(str(err).split()) or type(err).__name__
-    if isinstance(err, (sim.ModelLoadError, sim.NameLookupError)) and "model_path" in fields:
-        return ConfigError("env.model_path", text)
-    if isinstance(err, ValueError):
-        named = _from_value_error("env", err)
-        task_field = named.field.partition(".")[2].partition(".")[0].partition("[")[0]
-        if task_field in fields:
-            return named
-    return ConfigError("env", f"{config.env_name} could not be built: {type(err).__name__}: {text}")
-
-
-def _check_builds(config: RunConfig) -> None:
-    """Builds the task now (memoized; loads its model, compiles nothing), so that a bad model
-    file or a missing name is bad input reported before anything is written."""
-    try:
-        build_env(config)
-    except Exception as err:  # whatever the task raises, the user gets one line
-        raise _build_error(config, err) from None
-
-
-def _validate_env(config: RunConfig) -> RunConfig:
     from jaxhum import envs
 
-    require = config_lib.require
-    require(config.env_name in envs.REGISTRY, "env_name",
-            f"must be one of {', '.join(sorted(envs.REGISTRY))}, got {config.env_name!r}")
-    config_cls = envs.REGISTRY[config.env_name].config_cls
-    types_ = config_lib.field_types(config_cls)
-    for key in config.env:
-        require(key in types_, f"env.{key}", f"unknown field of {config.env_name}; known fields: {', '.join(sorted(types_))}")
-    # Values typed from the command line as JSON literals take the task config's field types; a
-    # group given in part (env.randomization.push_velocity=...) keeps the task's other defaults.
-    defaults = config_cls()
-
-    def typed(key: str, value: Any) -> Any:
-        default = getattr(defaults, key)
-        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
-            value = envs.registry.over_defaults(default, value)
-        return config_lib.coerce(value, types_[key], f"env.{key}")
-
-    env = FrozenMapping({k: typed(k, v) for k, v in config.env.items()})
-    try:
-        envs.make_config(config.env_name, **env)
-    except ValueError as err:
-        raise _from_value_error("env", err) from None
-    return dataclasses.replace(config, env=env)
-
-
-def _validate_devices(config: RunConfig) -> None:
-    """devices names a device count that exists and divides the env batch and the minibatches."""
-    import jax
-
-    require = config_lib.require
-    available = jax.device_count() if config.devices == 0 else jax.local_device_count()
-    require(0 <= config.devices <= available, "devices",
-            f"must be 0 (all devices) or a count in 1..{available} (local devices), got {config.devices}")
-    count = config.devices or available
-    if count > 1:
-        require(config.ppo.num_envs % count == 0, "ppo.num_envs",
-                f"must be divisible by the {count} devices (devices={config.devices}), got {config.ppo.num_envs}")
-        require(config.ppo.minibatch_size % count == 0, "ppo.num_minibatches",
-                f"the minibatch size num_envs * unroll_length / num_minibatches = {config.ppo.minibatch_size} "
-                f"must be divisible by the {count} devices, got num_minibatches {config.ppo.num_minibatches}")
-
-
-def validate(config: RunConfig, build: bool = True) -> RunConfig:
-    """Checks a run config; returns it with env override values coerced to their types.
-
-    Every float must be finite (except `stop_at_eval_return=inf`). With `build`, the task is
-    also built (`build_env`, memoized: its model is loaded, nothing is compiled), so a missing
-    or malformed model file is reported here rather than as a traceback once the run started.
-
-    Raises:
-      ConfigError: one line naming the first invalid field and the constraint it breaks
-        (`env.model_path` or `env` for a task that fails to build).
-    """
-    config_lib.validate_types(config)
-    require = config_lib.require
-    for name in ("num_timesteps", "log_every", "checkpoint_every", "keep_checkpoints"):
-        value = getattr(config, name)
-        require(value > 0, name, f"must be a positive integer, got {value}")
-    require(config.eval_every >= 0, "eval_every", f"must be >= 0 (0 disables evaluation), got {config.eval_every}")
-    require(config.seed >= 0, "seed", f"must be >= 0, got {config.seed}")
-    require(config.num_seeds > 0, "num_seeds", f"must be a positive integer, got {config.num_seeds}")
-    require(not (config.init_from and config.num_seeds > 1), "init_from",
-            f"fine-tuning trains one seed: must be empty with num_seeds > 1, got num_seeds {config.num_seeds}")
-    _validate_devices(config)
-    try:
-        config.ppo.validate()
-    except ValueError as err:
-        raise _from_value_error("ppo", err) from None
-    config = _validate_env(config)
-    if build:
-        _check_builds(config)
-    return config
+    schema = config_lib.json_schema(RunConfig)
+    schema["properties"]["env_name"]["enum"] = sorted(envs.REGISTRY)
+    tasks = {name: config_lib.json_schema(envs.REGISTRY[name].config_cls) for name in sorted(envs.REGISTRY)}
+    schema["properties"]["env"]["description"] += " Its fields: $defs/<env_name>."
+    rules = [{"if": {"properties": {"env_name": {"const": name}}, "required": ["env_name"]},
+              "then": {"properties": {"env": {"$ref": f"#/$defs/{name}"}}}} for name in tasks]
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "allOf": rules, "$defs": tasks}

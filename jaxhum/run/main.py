@@ -83,7 +83,7 @@ def _overrides_from_args(args: argparse.Namespace) -> dict[str, str]:
 
 def default_run_dir(config: RunConfig) -> pathlib.Path:
     """runs/<env_name>/<UTC timestamp>-s<seed> (-s<first>-<last seed> with num_seeds > 1)."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     seeds = f"{config.seed}" if config.num_seeds == 1 else f"{config.seed}-{config.seed + config.num_seeds - 1}"
     return pathlib.Path("runs") / config.env_name / f"{stamp}-s{seeds}"
 
@@ -116,22 +116,30 @@ def prepare(
     args = make_parser(name, presets).parse_intermixed_args(argv)
     overrides = _overrides_from_args(args)
     if args.resume is None:
-        config = config_lib.apply_overrides(get_config(args.preset), overrides)
-        config = validate(config)
-        run_dir = pathlib.Path(config.out_dir) if config.out_dir else default_run_dir(config)
-        if run_dir.exists() and not run_dir.is_dir():
-            raise ConfigError("out_dir", f"{run_dir} is a file, not a directory; choose another --out")
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise ConfigError("out_dir", f"{run_dir} already exists and is not empty; "
-                              f"continue it with --resume {run_dir} or choose another --out")
-        if config.init_from:  # shapes checked against the source checkpoint; compiles nothing
-            finetune.check_config(config)
-        config = dataclasses.replace(config, out_dir=str(run_dir))
-        return Prepared(config, run_dir, False, args.progress, args.print_config)
+        config, run_dir = _new_run(get_config(args.preset), overrides)
+    else:
+        if args.preset is not None:
+            raise ConfigError("--preset", "cannot be combined with --resume (the run's saved config is used)")
+        config, run_dir = _resumed_run(pathlib.Path(args.resume), overrides)
+    return Prepared(config, run_dir, args.resume is not None, args.progress, args.print_config)
 
-    if args.preset is not None:
-        raise ConfigError("--preset", "cannot be combined with --resume (the run's saved config is used)")
-    resume_dir = pathlib.Path(args.resume)
+
+def _new_run(config: RunConfig, overrides: dict[str, str]) -> tuple[RunConfig, pathlib.Path]:
+    """The checked config of a new run (out_dir set) and its run directory, which must be empty."""
+    config = validate(config_lib.apply_overrides(config, overrides))
+    run_dir = pathlib.Path(config.out_dir) if config.out_dir else default_run_dir(config)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError("out_dir", f"{run_dir} is a file, not a directory; choose another --out")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError("out_dir", f"{run_dir} already exists and is not empty; "
+                          f"continue it with --resume {run_dir} or choose another --out")
+    if config.init_from:  # shapes checked against the source checkpoint; compiles nothing
+        finetune.check_config(config)
+    return dataclasses.replace(config, out_dir=str(run_dir)), run_dir
+
+
+def _resumed_run(resume_dir: pathlib.Path, overrides: dict[str, str]) -> tuple[RunConfig, pathlib.Path]:
+    """The saved config of the run in `resume_dir` with `overrides` (RESUMABLE_FIELDS only), checked."""
     if not resume_dir.is_dir():
         raise ConfigError("--resume", f"{resume_dir} does not exist or is not a directory")
     saved = _saved_group_config(resume_dir) if (resume_dir / SEEDS_FILE).is_file() else None
@@ -145,6 +153,7 @@ def prepare(
                 saved = saved_config(store)
         finally:
             store.close()
+    saved = validate(saved, build=False)  # complete: an old run's partial env gets the task's defaults
     config = config_lib.apply_overrides(saved, overrides)
     for field, old, new in config_lib.diff(saved, config):
         top = field.split(".")[0]
@@ -152,11 +161,9 @@ def prepare(
             raise ConfigError(field, f"cannot be changed on resume (saved {old!r}, given {new!r}); "
                               f"allowed on resume: {', '.join(RESUMABLE_FIELDS)}")
     config = validate(config)
-    run_dir = resume_dir
     if "out_dir" in overrides and pathlib.Path(overrides["out_dir"]).resolve() != resume_dir.resolve():
         raise ConfigError("out_dir", "a resumed run continues in its own directory (copy the directory to fork a run)")
-    config = dataclasses.replace(config, out_dir=str(run_dir))
-    return Prepared(config, run_dir, True, args.progress, args.print_config)
+    return dataclasses.replace(config, out_dir=str(resume_dir)), resume_dir
 
 
 def _saved_group_config(run_dir: pathlib.Path) -> RunConfig:
@@ -171,12 +178,15 @@ def _saved_group_config(run_dir: pathlib.Path) -> RunConfig:
 def _print_summary(result: RunResult) -> None:
     if "seeds" in result.summary:
         for seed_summary in result.summary["seeds"]:
-            _print_summary(dataclasses.replace(result, run_dir=pathlib.Path(seed_summary["run_dir"]), summary=seed_summary))
+            run_dir = pathlib.Path(seed_summary["run_dir"])
+            _print_summary(dataclasses.replace(result, run_dir=run_dir, summary=seed_summary))
         return
     s = result.summary
-    lines = [f"run directory: {result.run_dir}", f"env steps: {s['step']} of {s['num_timesteps']}, wall {s['wall_s']:.1f} s"]
+    lines = [f"run directory: {result.run_dir}",
+             f"env steps: {s['step']} of {s['num_timesteps']}, wall {s['wall_s']:.1f} s"]
     if s.get("eval/episode_reward") is not None:
-        lines.append(f"final eval return: {s['eval/episode_reward']:.2f} (episode length {s.get('eval/episode_length', float('nan')):.0f})")
+        length = s.get("eval/episode_length", float("nan"))
+        lines.append(f"final eval return: {s['eval/episode_reward']:.2f} (episode length {length:.0f})")
     if s.get("best_eval_return") is not None:
         lines.append(f"best eval return: {s['best_eval_return']:.2f} at step {s['best_step']}")
     if s.get("train/steps_per_second") is not None:
