@@ -26,7 +26,7 @@ from jaxhum.rl import networks
 from jaxhum.rl.train import PPOConfig
 from jaxhum.run import checkpoint
 from jaxhum.run import config as run_config
-from jaxhum.tools import episodes, evaluate, export, plot, render, sim2sim
+from jaxhum.tools import episode_stats, evaluate, export, plot, render, sim2sim
 
 EPISODE_LENGTH = 60  # longer than a fall takes, so no episode ends on a borderline step
 EPISODES = 3
@@ -111,12 +111,12 @@ def test_loading_a_run_does_not_import_the_training_loop(subprocess_env):
 
 
 def test_summarize_against_hand_numbers():
-    stats = episodes.EpisodeStats(
+    stats = episode_stats.EpisodeStats(
         episode_return=jnp.array([10.0, 20.0]), length=jnp.array([100.0, 50.0]),
         terminated=jnp.array([0.0, 1.0]), distance=jnp.array([3.0, 1.0]), work=jnp.array([300.0, 100.0]),
         nonfinite=jnp.zeros(2), tracking={"tracking/lin_vel": jnp.array([0.1, 0.3])},
     )
-    r = episodes.summarize(stats, dt=0.02, mass=40.0, tracking_bounds={"lin_vel": 0.2})
+    r = episode_stats.summarize(stats, dt=0.02, mass=40.0, tracking_bounds={"lin_vel": 0.2})
     assert r["forward_velocity"] == pytest.approx(4.0 / 3.0)  # 4 m over 150 steps of 20 ms
     assert r["work_per_metre"] == pytest.approx(100.0)
     assert r["cost_of_transport"] == pytest.approx(400.0 / (40.0 * 9.81 * 4.0))
@@ -124,16 +124,16 @@ def test_summarize_against_hand_numbers():
     assert r["fall_rate"] == 0.5
     assert r["episode_return"] == 15.0 and r["episode_length"] == 75.0
     # A tracking error beyond its bound fails an episode that did not fall.
-    tight = episodes.summarize(stats, dt=0.02, mass=40.0, tracking_bounds={"lin_vel": 0.05})
+    tight = episode_stats.summarize(stats, dt=0.02, mass=40.0, tracking_bounds={"lin_vel": 0.05})
     assert tight["success_rate"] == 0.0
-    still = episodes.summarize(stats.replace(distance=jnp.zeros(2)), dt=0.02, mass=40.0)
+    still = episode_stats.summarize(stats.replace(distance=jnp.zeros(2)), dt=0.02, mass=40.0)
     assert still["work_per_metre"] is None and still["cost_of_transport"] is None
 
 
 def test_episode_frames_cut_at_the_end():
     qpos = np.arange(6)[:, None]
-    assert episodes.episode_frames(qpos, np.array([0, 0, 1, 1, 1], bool)).ravel().tolist() == [0, 1, 2, 3]
-    assert len(episodes.episode_frames(qpos, np.zeros(5, bool))) == 6
+    assert episode_stats.episode_frames(qpos, np.array([0, 0, 1, 1, 1], bool)).ravel().tolist() == [0, 1, 2, 3]
+    assert len(episode_stats.episode_frames(qpos, np.zeros(5, bool))) == 6
 
 
 def test_evaluation_report(run, mjx_report):
@@ -244,7 +244,7 @@ def test_sim2sim_native_mujoco_matches_mjx(run, mjx_report, tmp_path):
 
 
 def test_sim2sim_native_figures_hand_derived():
-    """Native figures as `episodes.summarize` defines them: success needs no fall and every mean
+    """Native figures as `episode_stats.summarize` defines them: success needs no fall and every mean
     tracking error within its bound; tracking figures are the mean of the episodes' means."""
     native = [
         {"length": 10, "terminated": 0.0, "distance": 1.0, "tracking/vx": 0.1, "tracking/yaw": 0.1},
@@ -294,6 +294,72 @@ def test_plot(run_dir, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_of_a_run_that_evaluated_only_at_its_end(tmp_path):
+    """Its train curves come from every row that has them (not only the evaluated one), its one
+    evaluation is a marker, and a 500k-step axis reads 100k, 200k, ... (engineering notation)."""
+    from matplotlib.ticker import EngFormatter
+
+    rows = [{"step": 16384 * i, "wall_s": float(i), "train/episode_reward": 2.0 * i, "train/episode_length": 10.0,
+             "train/episodes_finished": 0 if i == 1 else 4} for i in range(1, 31)]
+    rows[-1].update({"eval/episode_reward": 70.0, "eval/episode_length": 20.0, "eval/reward/alive": 5.0})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    drawn = plot.panels({str(run_dir): plot.read_metrics(run_dir)})
+    assert [(p.title, p.key) for p in drawn] == [("episode return", "eval/episode_reward"),
+                                                 ("episode length", "eval/episode_length"),
+                                                 ("reward term alive", "eval/reward/alive")]
+    evaluation, training = drawn[0].curves
+    assert (evaluation.key, evaluation.steps, evaluation.values, evaluation.markers) == (
+        "eval/episode_reward", [491520], [70.0], True)
+    # Row 1 finished no episode: its 0 is a placeholder, not a return.
+    assert training.key == "train/episode_reward" and not training.markers
+    assert training.steps == [16384 * i for i in range(2, 31)] and training.values == [2.0 * i for i in range(2, 31)]
+
+    fig = plot.figure(drawn)
+    ax = fig.axes[0]
+    eval_line, train_line = ax.lines
+    assert eval_line.get_linestyle() == "None" and eval_line.get_marker() == "o"
+    assert list(eval_line.get_xdata()) == [491520]
+    assert train_line.get_linestyle() == "-" and len(train_line.get_xdata()) == 29
+    formatter = ax.xaxis.get_major_formatter()
+    assert isinstance(formatter, EngFormatter)
+    assert [formatter(x) for x in (0, 100000, 500000, 1000000)] == ["0", "100k", "500k", "1M"]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    assert plot.plot([run_dir], tmp_path / "curves.png") == ["eval/episode_reward", "eval/episode_length",
+                                                             "eval/reward/alive"]
+
+
+def test_use_memory_on_demand_sets_preallocate_unless_the_user_did(monkeypatch):
+    import os
+
+    from jaxhum.tools import memory
+
+    monkeypatch.delenv(memory.PREALLOCATE, raising=False)
+    memory.use_memory_on_demand()
+    assert os.environ[memory.PREALLOCATE] == "false"
+    monkeypatch.setenv(memory.PREALLOCATE, "true")
+    memory.use_memory_on_demand()
+    assert os.environ[memory.PREALLOCATE] == "true"
+
+
+@pytest.mark.parametrize("name", ["evaluate", "export", "sim2sim", "plot", "robustness"])
+def test_every_tool_asks_for_gpu_memory_on_demand_before_parsing(name, monkeypatch, capsys):
+    """JAX would take 75% of the GPU at its first device use; a tool beside a training run must not."""
+    import importlib
+    import os
+
+    from jaxhum.tools import memory
+
+    tool = importlib.import_module(f"jaxhum.tools.{name}")
+    monkeypatch.delenv(memory.PREALLOCATE, raising=False)
+    assert tool.main(["--no-such-flag"]) == 2  # refused by the parser: the variable was set before
+    assert capsys.readouterr().err.startswith("error: arguments: ")
+    assert os.environ[memory.PREALLOCATE] == "false"
+
+
 @pytest.mark.parametrize(
     "module, argv, field",
     [
@@ -310,4 +376,4 @@ def test_cli_bad_input_is_one_line_exit_2(module, argv, field, run_dir, capsys):
     code = module.main([a.format(run=run_dir) for a in argv])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith(f"error: {field}: ") and "\n" not in err
-    assert not (run_dir / "episodes.json").exists()
+    assert not (run_dir / "evaluation.json").exists()

@@ -176,6 +176,25 @@ def test_missing_step_and_missing_checkpoints(tmp_path):
     store.close()
 
 
+def test_a_step_no_checkpoint_has_is_refused_listing_the_saved_steps(tmp_path):
+    """Checkpoints fall on whole iterations, so a round step picked by hand usually misses:
+    restore, load_run and load_policy all name the steps that exist (before reading any config)."""
+    store = CheckpointStore(tmp_path)
+    _save(store, 393216)
+    _save(store, 786432)
+    store.close()
+    where = tmp_path / checkpoint.CHECKPOINT_DIR
+    expected = f"step: no checkpoint at step 400000; saved steps: [393216, 786432] in {where}"
+    for load in (checkpoint.restore, checkpoint.load_run, checkpoint.load_policy):
+        with pytest.raises(CheckpointError) as caught:
+            load(tmp_path, step=400000)
+        assert str(caught.value) == expected, load.__name__
+    store = CheckpointStore(tmp_path, read_only=True)
+    with pytest.raises(CheckpointError, match=r"no checkpoint at step 400000; saved steps: \[393216, 786432\]"):
+        store.restore(step=400000)
+    store.close()
+
+
 def test_public_restore_refuses_missing_or_empty_dir(tmp_path):
     with pytest.raises(CheckpointError, match="no such run directory"):
         checkpoint.restore(tmp_path / "nope")

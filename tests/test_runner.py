@@ -19,6 +19,7 @@ import pytest
 from helpers import CountCompiles
 
 from jaxhum import config as config_lib
+from jaxhum import envs
 from jaxhum.run import checkpoint
 from jaxhum.run import config as run_config
 from jaxhum.run import loop as run_loop
@@ -65,7 +66,8 @@ def test_cli_writes_every_artifact(smoke_run):
     assert "Traceback" not in proc.stderr
     # config.json: the full config, readable back.
     cfg = config_lib.from_json(run_config.RunConfig, json.loads((run_dir / "config.json").read_text()))
-    assert cfg.ppo.num_envs == 4 and cfg.env == {"episode_length": 20} and cfg.out_dir == str(run_dir)
+    assert cfg.ppo.num_envs == 4 and cfg.env["episode_length"] == 20 and cfg.out_dir == str(run_dir)
+    assert set(cfg.env) == set(config_lib.field_types(envs.REGISTRY["humanoid_run"].config_cls))  # defaults too
     # metrics.jsonl: one object per log point (every 3 iterations, every evaluation, the end);
     # evaluations every 10 iterations, which is not a multiple of the log cadence.
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -92,6 +94,12 @@ def test_cli_writes_every_artifact(smoke_run):
     assert summary["best_eval_return"] == max(r["eval/episode_reward"] for r in rows if "eval/episode_reward" in r)
     assert f"run directory: {run_dir}" in proc.stdout and "final eval return" in proc.stdout
     assert "step 320/320 (100.0%)" in proc.stdout  # plain progress lines when not on a terminal
+    # Not silent while it compiles: the first lines say what compiles, before the first log point.
+    first = proc.stdout.splitlines()[:3]
+    assert first[0].startswith("initialising the training state"), first
+    assert first[1] == "compiling the training iteration (first call; cached compiles are faster)...", first
+    assert first[2].startswith("step 48/320 (15.0%)"), first
+    assert "compiling the evaluation (first call; cached compiles are faster)..." in proc.stdout
 
 
 def test_restore_and_load_policy(smoke_run):
@@ -198,3 +206,28 @@ def test_runner_uses_the_programs_it_precompiled(tmp_path, monkeypatch, num_seed
     assert len(started) == 2  # the run without precompiling started none
     assert [r["step"] for r in rows[True] if "eval/episode_reward" in r] == [48, 96]
     assert rows[True] == rows[False]
+
+
+def test_a_run_says_what_it_compiles_and_its_eta_leaves_out_compiling(tmp_path, capsys):
+    """Before a program's first call the run says that it compiles (silent with progress 'none');
+    the first log point has no ETA (nothing but the compiling iteration has run), later ones do."""
+    from test_rl_train import make_point_env
+
+    from jaxhum.rl import PPOConfig, make_train
+
+    ppo = PPOConfig(num_envs=4, unroll_length=4, num_minibatches=2, num_updates_per_batch=1,
+                    policy_hidden_sizes=(8,), value_hidden_sizes=(8,), num_eval_envs=2)
+    config = run_config.RunConfig(ppo=ppo, num_timesteps=16 * 6, log_every=16, eval_every=48, checkpoint_every=16 * 6)
+    trainer = make_train(make_point_env(episode_length=8), ppo, run_config.num_iterations(config))
+    run_loop.train(config, tmp_path / "lines", progress="lines", trainer=trainer, precompile=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == ["initialising the training state (compiling init; cached compiles are faster)...",
+                         "compiling the training iteration (first call; cached compiles are faster)...",
+                         lines[2]]
+    assert lines[2].startswith("step 16/96 ") and "eta" not in lines[2]
+    steps = [line for line in lines if line.startswith("step ")]
+    assert len(steps) == 6 and all(" | eta " in line for line in steps[1:])
+    compiling_eval = lines.index("compiling the evaluation (first call; cached compiles are faster)...")
+    assert lines[compiling_eval + 1].startswith("step 48/96 ")  # the first evaluation's log point
+    run_loop.train(config, tmp_path / "quiet", progress="none", trainer=trainer, precompile=False)
+    assert capsys.readouterr().out == ""

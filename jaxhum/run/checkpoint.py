@@ -152,7 +152,8 @@ def _describe_mismatch(saved: list[dict[str, Any]], expected: list[dict[str, Any
         if other is None:
             return f"state{m['path']} is expected but not in the checkpoint"
         if other["shape"] != m["shape"]:
-            return f"state{m['path']}: checkpoint has shape {tuple(other['shape'])}, this config needs {tuple(m['shape'])}"
+            return (f"state{m['path']}: checkpoint has shape {tuple(other['shape'])}, "
+                    f"this config needs {tuple(m['shape'])}")
         if other["dtype"] != m["dtype"]:
             return f"state{m['path']}: checkpoint has dtype {other['dtype']}, this config needs {m['dtype']}"
     for m in saved:
@@ -350,12 +351,9 @@ class CheckpointStore:
         steps = self.steps(best=best)
         if not steps:
             raise CheckpointError(f"{self.run_dir / name}: no complete checkpoint found")
-        if step is not None:
-            if step not in steps:
-                raise CheckpointError(f"{self.run_dir / name}: no checkpoint at step {step}; saved steps: {steps}")
-            candidates = [step]
-        else:
-            candidates = list(reversed(steps))
+        if step is not None and step not in steps:
+            raise _no_checkpoint_at(step, self.run_dir / name, steps)
+        candidates = [step] if step is not None else list(reversed(steps))
         for i, candidate in enumerate(candidates):
             try:
                 return self._restore_step(name, candidate, template)
@@ -368,15 +366,17 @@ class CheckpointStore:
                 path = self.run_dir / name / str(candidate)
                 if i + 1 == len(candidates):
                     raise CheckpointError(f"{path}: checkpoint is corrupted ({reason})") from None
-                moved = ""
-                if quarantine and not self.read_only:
-                    target = self.run_dir / CORRUPT_DIR / f"{name}-{candidate}-{int(time.time())}"
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.move(str(path), str(target))
-                    self._manager(name).reload()
-                    moved = f"; moved to {target}"
+                moved = f"; moved to {self._set_aside(name, candidate)}" if quarantine and not self.read_only else ""
                 warn(f"{path}: checkpoint is corrupted, using step {candidates[i + 1]} instead ({reason}){moved}")
         raise CheckpointError(f"{self.run_dir / name}: no checkpoint could be restored")
+
+    def _set_aside(self, name: str, step: int) -> pathlib.Path:
+        """Moves a corrupted checkpoint into corrupt_checkpoints/ (never deleted); returns where."""
+        target = self.run_dir / CORRUPT_DIR / f"{name}-{step}-{int(time.time())}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(self.run_dir / name / str(step)), str(target))
+        self._manager(name).reload()
+        return target
 
     def close(self) -> None:
         for manager in self._managers.values():
@@ -386,6 +386,12 @@ class CheckpointStore:
 
 class _MismatchError(Exception):
     pass
+
+
+def _no_checkpoint_at(step: int, directory: pathlib.Path, steps: list[int]) -> CheckpointError:
+    """The error for a `step` that no checkpoint has, naming the saved steps: checkpoints fall on
+    whole iterations, so a round step picked by hand usually misses."""
+    return CheckpointError(f"step: no checkpoint at step {step}; saved steps: {steps} in {directory}")
 
 
 @contextlib.contextmanager
@@ -423,6 +429,8 @@ def saved_config(store: CheckpointStore, step: int | None = None, best: bool = F
     steps = store.steps(best=best)
     if not steps:
         raise CheckpointError(f"{store.run_dir}: no complete checkpoint found")
+    if step is not None and step not in steps:
+        raise _no_checkpoint_at(step, store.run_dir / (BEST_DIR if best else CHECKPOINT_DIR), steps)
     candidates = [step] if step is not None else list(reversed(steps))
     last_error: Exception | None = None
     for candidate in candidates:
@@ -443,13 +451,15 @@ def restore(run_dir: str | os.PathLike, step: int | None = None, best: bool = Fa
 
     Args:
       run_dir: a run directory written by `jaxhum.run.loop` (e.g. runs/humanoid_run/<stamp>-s0).
-      step: env steps of the checkpoint; None for the newest complete one.
+      step: env steps of the checkpoint; None for the newest complete one. Checkpoints fall on
+        whole iterations: a step that none has is refused naming the saved steps.
       best: take the checkpoint with the best evaluation return instead.
     Returns:
       (state, config): the `TrainState` pytree (arrays on the default device) and the
       `RunConfig` it was trained with.
     Raises:
-      CheckpointError: no such run directory or checkpoint, or it does not restore.
+      CheckpointError: no such run directory or checkpoint (`step: no checkpoint at step S;
+        saved steps: [...] in DIR`), or it does not restore.
     """
     restored, config = _restore(run_dir, step, best)
     return restored.state, config
@@ -495,7 +505,8 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None, best: bool = F
     """Loads a run's policy and task (newest checkpoint, a given `step`, or the `best` one).
 
     Raises:
-      CheckpointError: no such run directory or checkpoint, or it does not restore.
+      CheckpointError: no such run directory or checkpoint (a `step` that none has: the
+        message lists the saved steps), or it does not restore.
     """
     from jaxhum.rl.train import policy_bundle
 
@@ -523,6 +534,8 @@ def load_policy(
       `policy(obs, key=None) -> action`: obs (..., obs_size) float32 -> action
       (..., action_size) in [-1, 1]; the observation normalizer saved with the params is
       applied inside. With `deterministic=False` pass a PRNG key to sample.
+    Raises:
+      CheckpointError: as `restore` (a `step` that no checkpoint has: the message lists the saved steps).
     """
     state, config = restore(run_dir, step=step, best=best)
     return run_config.make_policy(run_config.build_trainer(config), state, deterministic=deterministic)

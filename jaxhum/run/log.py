@@ -6,7 +6,9 @@ libraries it uses) always means the standard library.
 Every log point writes one JSON object per line to `metrics.jsonl` (`step` in env steps,
 `wall_s`, then the metrics) and the same scalars to TensorBoard (tensorboardX, imported only
 when a log is opened). Progress goes to a tqdm bar when stderr is a terminal and `CI` is not
-set, otherwise to one plain line per log point on stdout.
+set, otherwise to one plain line per log point on stdout. The ETA counts training alone: the
+remaining env steps at the rate of the training iterations (`TrainingClock`), without the
+compiles, evaluations and checkpoint saves.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import os
 import pathlib
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["RunLog", "read_json", "read_metrics", "truncate_metrics", "use_progress_bar", "write_json"]
+__all__ = [
+    "RunLog", "TrainingClock", "eta_seconds", "note", "read_json", "read_metrics", "truncate_metrics",
+    "use_progress_bar", "write_json",
+]
 
 METRICS_FILE = "metrics.jsonl"
 PROGRESS_MODES = ("auto", "bar", "lines", "none")
@@ -79,6 +84,63 @@ def use_progress_bar(mode: str) -> bool:
     return mode == "bar"
 
 
+def note(text: str, progress: str) -> None:
+    """A progress note (e.g. 'compiling ...') before a `RunLog` is open: printed unless progress is 'none'."""
+    if progress != "none":
+        print(text, flush=True)
+
+
+class TrainingClock:
+    """The wall time of the training iterations alone, for steps/s and the ETA.
+
+    A stretch of training starts at `start(step)` (after the run's first iteration, whose time
+    is mostly compiling, and again after every evaluation and checkpoint save) and ends at
+    `lap(step)`, once the device has finished `step`; compiles, evaluations and saves fall
+    between stretches, so `rate` is the speed of training itself.
+
+    Args:
+      now: the clock in seconds (`time.monotonic`; tests pass a fake one).
+    """
+
+    def __init__(self, now: Callable[[], float] = time.monotonic):
+        self._now = now
+        self._mark: tuple[float, int] | None = None  # (time, step) where the current stretch began
+        self.steps = 0  # env steps of the finished stretches
+        self.seconds = 0.0  # their wall time
+
+    @property
+    def started(self) -> bool:
+        return self._mark is not None
+
+    def start(self, step: int) -> None:
+        """A stretch of training begins at `step` (env steps), now."""
+        self._mark = (self._now(), int(step))
+
+    def lap(self, step: int) -> float | None:
+        """Ends the stretch at `step`: its env steps per second (None when no step since `start`).
+
+        The stretch counts towards `rate`; call `start` before the next one.
+        """
+        if self._mark is None or step <= self._mark[1]:
+            return None
+        since, first = self._mark
+        seconds = self._now() - since
+        self.steps += step - first
+        self.seconds += seconds
+        return (step - first) / seconds if seconds > 0 else None
+
+    def rate(self) -> float | None:
+        """Env steps per second over every finished stretch (None before the first)."""
+        return self.steps / self.seconds if self.steps > 0 and self.seconds > 0 else None
+
+
+def eta_seconds(remaining_steps: int, steps_per_second: float | None) -> float | None:
+    """Seconds left: remaining env steps / the training rate (None without a rate)."""
+    if steps_per_second is None or not steps_per_second > 0:
+        return None
+    return max(remaining_steps, 0) / steps_per_second
+
+
 def _duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     hours, rest = divmod(seconds, 3600)
@@ -97,6 +159,9 @@ class RunLog:
       tensorboard: write TensorBoard event files.
     """
 
+    # tqdm's own rate and remaining time would count the compiles; the ETA is in the postfix.
+    BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+
     def __init__(
         self,
         run_dir: str | os.PathLike,
@@ -108,7 +173,6 @@ class RunLog:
         self.run_dir = pathlib.Path(run_dir)
         self.total_steps = total_steps
         self.start_step = start_step
-        self._start_time = time.monotonic()
         self._metrics = open(self.run_dir / METRICS_FILE, "a", buffering=1)
         self._writer = None
         if tensorboard:
@@ -122,20 +186,27 @@ class RunLog:
             )
         self._bar = None
         self._lines = False
-        if progress != "none":
+        self._quiet = progress == "none"
+        if not self._quiet:
             if use_progress_bar(progress):
                 from tqdm import tqdm
 
                 self._bar = tqdm(
                     total=total_steps, initial=start_step, unit="step", unit_scale=True,
-                    dynamic_ncols=True, file=sys.stderr, smoothing=0.1,
+                    dynamic_ncols=True, file=sys.stderr, bar_format=self.BAR_FORMAT,
                 )
             else:
                 self._lines = True
         self._last_eval: float | None = None
 
-    def log(self, step: int, wall_s: float, metrics: Mapping[str, Any]) -> dict[str, Any]:
-        """Writes one log point; `metrics` are host scalars keyed like 'train/episode_reward'."""
+    def log(
+        self, step: int, wall_s: float, metrics: Mapping[str, Any], train_rate: float | None = None
+    ) -> dict[str, Any]:
+        """Writes one log point; `metrics` are host scalars keyed like 'train/episode_reward'.
+
+        `train_rate` (env steps per second of training alone, `TrainingClock.rate`) gives the
+        progress display's ETA; None shows none.
+        """
         row: dict[str, Any] = {"step": int(step), "wall_s": round(float(wall_s), 3)}
         row.update({k: _scalar(v) for k, v in sorted(metrics.items())})
         self._metrics.write(json.dumps(row) + "\n")
@@ -146,10 +217,10 @@ class RunLog:
             self._writer.flush()
         if row.get("eval/episode_reward") is not None:
             self._last_eval = row["eval/episode_reward"]
-        self._progress(step, row)
+        self._progress(step, row, eta_seconds(self.total_steps - step, train_rate))
         return row
 
-    def _progress(self, step: int, row: Mapping[str, Any]) -> None:
+    def _progress(self, step: int, row: Mapping[str, Any], eta: float | None) -> None:
         train_return = row.get("train/episode_reward")
         if row.get("train/episodes_finished") == 0:
             train_return = None  # no episode ended in this iteration: nothing to report
@@ -160,11 +231,10 @@ class RunLog:
                 postfix["train"] = f"{train_return:.1f}"
             if self._last_eval is not None:
                 postfix["eval"] = f"{self._last_eval:.1f}"
+            if eta is not None:
+                postfix["eta"] = _duration(eta)
             self._bar.set_postfix(postfix, refresh=True)
         elif self._lines:
-            done = step - self.start_step
-            elapsed = time.monotonic() - self._start_time
-            eta = elapsed / done * (self.total_steps - step) if done > 0 else float("nan")
             parts = [f"step {step}/{self.total_steps} ({100.0 * step / max(self.total_steps, 1):.1f}%)"]
             sps = row.get("train/steps_per_second")
             if sps is not None:
@@ -173,7 +243,7 @@ class RunLog:
                 parts.append(f"train return {train_return:.1f}")
             if row.get("eval/episode_reward") is not None:
                 parts.append(f"eval return {row['eval/episode_reward']:.1f}")
-            if math.isfinite(eta):
+            if eta is not None:
                 parts.append(f"eta {_duration(eta)}")
             print(" | ".join(parts), flush=True)
 
@@ -183,6 +253,11 @@ class RunLog:
             self._bar.write(text)
         else:
             print(text, flush=True)
+
+    def note(self, text: str) -> None:
+        """A progress note (e.g. 'compiling ...'): a `message`, unless progress is 'none'."""
+        if not self._quiet:
+            self.message(text)
 
     def close(self) -> None:
         if self._bar is not None:

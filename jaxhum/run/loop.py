@@ -8,7 +8,14 @@ TrainState. SIGINT/SIGTERM set a flag that is checked between iterations: the lo
 a checkpoint and returns 128 + signal number. On a GPU, the iteration's and the evaluation's
 programs compile in background threads (`jaxhum.rl.parallel.Precompile`, from the state's shapes)
 while init compiles and runs (or a checkpoint is restored), instead of one after the other, the
-evaluation's stalling the run at its first evaluation.
+evaluation's stalling the run at its first evaluation. A program that compiles at its first call
+(on CPU: all of them) is announced first ("compiling the training iteration ..."), so a run is not
+silent while it compiles; steps/s and the ETA count the training iterations alone
+(`runlog.TrainingClock`: neither the first iteration, which is mostly compiling, nor evaluations
+and saves).
+
+`train` reads as the outer loop; `_Run` holds the run's host-side state and its named parts
+(init or restore, open the logs, iterate, one log point, evaluate, save, summarize).
 
 With `num_seeds` K > 1 one program trains K seeds and the loop writes K run directories
 (`run_dir/seed_<S>`, each a complete one-seed run); with more than one device the env batch and
@@ -131,8 +138,9 @@ class _SeedRun:
         best_steps = self.store.steps(best=True)
         if best_steps:  # a best checkpoint saved after the restored one still counts
             best_meta = self.store.read_json(best_steps[-1], "meta", best=True)
-            if best_meta.get("eval_return") is not None and (self.best_return is None or best_meta["eval_return"] > self.best_return):
-                self.best_return, self.best_step = best_meta["eval_return"], best_steps[-1]
+            best_return = best_meta.get("eval_return")
+            if best_return is not None and (self.best_return is None or best_return > self.best_return):
+                self.best_return, self.best_step = best_return, best_steps[-1]
         runlog.truncate_metrics(self.run_dir, restored.step)
         return restored.state
 
@@ -146,11 +154,11 @@ class _SeedRun:
         }
         self.store.save(step, state, self.config_json, meta, best=best)
 
-    def record_eval(self, metrics: dict[str, float], step: int, target: float) -> bool:
+    def record_eval(self, metrics: dict[str, float], step: int, target: float | None) -> bool:
         """Keeps an evaluation; True when it is this seed's best so far."""
         self.last_eval = metrics
         value = metrics.get("eval/episode_reward")
-        if value is not None and value >= target and self.reached_step is None:
+        if value is not None and target is not None and value >= target and self.reached_step is None:
             self.reached_step = step
         if value is not None and math.isfinite(value) and (self.best_return is None or value > self.best_return):
             self.best_return, self.best_step = value, step
@@ -256,6 +264,214 @@ def _unstacked(template: Any) -> Any:
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), template)
 
 
+def _make_trainer(config: RunConfig) -> Any:
+    """The config's trainer, its env batch split over the devices when there are several."""
+    from jaxhum.rl import parallel
+
+    mesh = parallel.make_mesh(config.devices or "all")
+    return build_trainer(config) if mesh is None else build_trainer(config, mesh=mesh)
+
+
+_COMPILING = "compiling {} (first call; cached compiles are faster)..."
+
+
+class _Run:
+    """The host-side state of one `train` call: its cadences, keys, seed directories and clocks.
+
+    Iterations are counted in `iteration` (of the whole run, restored on resume); `end` is the
+    last one, earlier than the configured length once every seed reached stop_at_eval_return.
+
+    Args:
+      config: the validated RunConfig.
+      run_dir: the run directory (exists).
+      trainer: the `make_train` bundle for config.
+      progress: 'auto', 'bar', 'lines' or 'none'.
+      precompile: compile the iteration and the evaluation in background threads (`_precompile`).
+      start_time: `time.monotonic()` when the run began (wall time counts from there).
+    """
+
+    def __init__(self, config: RunConfig, run_dir: pathlib.Path, trainer: Any, progress: str,
+                 precompile: bool, start_time: float):
+        self.config, self.run_dir, self.trainer, self.progress = config, run_dir, trainer, progress
+        self.start_time = start_time
+        self.per_iteration = steps_per_iteration(config)
+        self.end = num_iterations(config)
+        self.log_every = every_iterations(config, config.log_every)
+        self.eval_every = every_iterations(config, config.eval_every)
+        self.checkpoint_every = every_iterations(config, config.checkpoint_every)
+        self.train_key, self.eval_key = train_keys(config)
+        self.multi = config.num_seeds > 1
+        # A compile that failed in the background runs again at the program's first call, and fails there.
+        self.compiles = _precompile(trainer, config, self.eval_key, self.eval_every > 0) if precompile else {}
+        self.seeds = [_SeedRun(seed_config(config, s, d) if self.multi else config, d, config.keep_checkpoints)
+                      for s, d in zip(seeds_of(config), seed_run_dirs(config, run_dir))]
+        self.indices: list[int | None] = list(range(len(self.seeds))) if self.multi else [None]
+        self.start_iteration = self.iteration = 0
+        self.clock = runlog.TrainingClock()  # training alone: steps/s and the ETA
+        self.evaluated = False  # whether this process has evaluated yet
+        self.warnings: list[str] = []  # from restore, printed once the logs are open
+        self.log: runlog.RunLog | None = None  # the first seed's: the group's one progress display
+        self.exit_code = 0
+
+    @property
+    def step(self) -> int:
+        return self.iteration * self.per_iteration
+
+    def wall(self, r: _SeedRun) -> float:
+        return r.wall_offset + time.monotonic() - self.start_time
+
+    # ------------------------------------------------------------------------- restore or init
+
+    def init(self) -> Any:
+        """A fresh TrainState; a fine-tuned run starts from init_from's policy, value and normalizer."""
+        import jax
+
+        runlog.note("initialising the training state (compiling init; cached compiles are faster)...", self.progress)
+        if self.config.init_from:
+            state = finetune.init_state(self.trainer, self.config, self.train_key)
+        else:
+            state = self.trainer.init(self.train_key)
+        self.start_iteration = self.iteration = int(jax.device_get(state.iteration).max())
+        return state
+
+    def restore(self) -> Any:
+        """Every seed's newest checkpoint (the newest step all seed directories hold), stacked."""
+        import jax
+
+        template = state_template(self.trainer, self.config)
+        step = _newest_common_step(self.seeds)
+        one = _unstacked(template) if self.multi else template
+        parts = [r.restore(one, step, self.warnings.append) for r in self.seeds]
+        state = jax.tree.map(_stack_on_host, *parts) if self.multi else parts[0]
+        self.start_iteration = self.iteration = int(jax.device_get(state.iteration).max())
+        return state
+
+    def open_logs(self, resume: bool) -> None:
+        """Writes the config(s) and opens each seed's RunLog; prints the restore's warnings."""
+        if self.multi:
+            runlog.write_json(self.run_dir / SEEDS_FILE, {"config": config_lib.to_json(self.config),
+                                                          "seed_run_dirs": [r.run_dir.name for r in self.seeds]})
+        total, start = self.end * self.per_iteration, self.step
+        for i, r in enumerate(self.seeds):
+            r.run_dir.mkdir(parents=True, exist_ok=True)
+            runlog.write_json(r.run_dir / "config.json", r.config_json)
+            r.log = runlog.RunLog(r.run_dir, total, start, self.progress if i == 0 else "none")
+        self.log = self.seeds[0].log
+        for text in self.warnings:
+            print(f"warning: {text}", file=sys.stderr, flush=True)
+        if resume:
+            self.log.message(f"resumed {self.run_dir} at step {self.step}")
+        if self.config.init_from:
+            self.log.message(f"init_from {self.config.init_from} ignored: a resumed run continues from its own "
+                             "checkpoint" if resume else f"fine-tuning from {self.config.init_from}: its policy, "
+                             "value and normalizer")
+
+    # ------------------------------------------------------------------------- iterate
+
+    def iterate(self, state: Any, stop: _StopFlag) -> Any:
+        """Trains until the end or a signal; logs, evaluates and saves on their cadences."""
+        import jax
+
+        self._before_first_call("iteration", "the training iteration", note=self.iteration < self.end)
+        while self.iteration < self.end and stop.signum is None:
+            state, metrics = self.trainer.iteration(state)
+            self.iteration += 1
+            if not self.clock.started:  # the first iteration's time is mostly compiling
+                jax.block_until_ready(state)
+                self.clock.start(self.step)
+            evaluate = self.eval_every > 0 and (self.iteration % self.eval_every == 0 or self.iteration == self.end)
+            if evaluate or self.iteration % self.log_every == 0 or self.iteration == self.end:
+                self._log_point(state, metrics, evaluate)  # may end the run here (stop_at_eval_return)
+                self.clock.start(self.step)  # evaluation and saving are not training
+            if self.iteration % self.checkpoint_every == 0 or self.iteration == self.end:
+                self.save_all(state)
+                self.clock.start(self.step)
+        return state
+
+    def _before_first_call(self, name: str, what: str, note: bool = True) -> None:
+        """Waits for program `name`'s background compile; without one, notes that its first call compiles."""
+        compiling = self.compiles.pop(name, None)
+        if compiling is not None:  # calling it before the compile is over would compile it a second time
+            compiling.wait()
+        elif note:
+            self.log.note(_COMPILING.format(what))
+
+    def _log_point(self, state: Any, metrics: Mapping[str, Any], evaluate: bool) -> None:
+        """One row per seed (training metrics, steps/s, the evaluation when `evaluate`); best checkpoints."""
+        import jax
+
+        host_metrics = jax.device_get(dict(metrics))  # waits for the iteration to finish
+        rate = self.clock.lap(self.step)
+        if rate is None:  # the first iteration of this process: the figure includes compilation
+            rate = (self.iteration - self.start_iteration) * self.per_iteration / (time.monotonic() - self.start_time)
+        evals = self._evaluate(state) if evaluate else None
+        for r, index in zip(self.seeds, self.indices):
+            row = _to_host(_seed_slice(host_metrics, index))
+            row["train/steps_per_second"] = rate  # this seed's own env steps
+            is_best = False
+            if evals is not None:
+                last_eval = _to_host(_seed_slice(evals, index))
+                row.update(last_eval)
+                is_best = r.record_eval(last_eval, self.step, self.config.stop_at_eval_return)
+            r.last_row = r.log.log(self.step, self.wall(r), row, train_rate=self.clock.rate())
+            if is_best:
+                r.save(self.step, self.iteration, self.wall(r), _seed_state(state, index), best=True)
+        if evals is not None and self.iteration < self.end and all(r.reached_step is not None for r in self.seeds):
+            self.end = self.iteration
+            self.log.message(f"eval return reached stop_at_eval_return {self.config.stop_at_eval_return} "
+                             f"at step {self.step}" + (" on every seed" if self.multi else ""))
+
+    def _evaluate(self, state: Any) -> Any:
+        """The evaluation metrics on the host, with the key fold_in(eval_key, iteration)."""
+        import jax
+
+        if not self.evaluated:
+            self._before_first_call("evaluate", "the evaluation")
+            self.evaluated = True
+        keys = _eval_keys(self.eval_key, self.iteration, self.multi)
+        return jax.device_get(dict(self.trainer.evaluate(state, keys)))
+
+    # ------------------------------------------------------------------------- checkpoint and finish
+
+    def save_all(self, state: Any) -> None:
+        for r, index in zip(self.seeds, self.indices):
+            r.save(self.step, self.iteration, self.wall(r), _seed_state(state, index))
+
+    def save_if_stopped(self, state: Any, stop: _StopFlag) -> None:
+        """After SIGINT/SIGTERM: saves a checkpoint and sets the exit code 128 + signal number."""
+        if stop.signum is None or self.iteration >= self.end:
+            return
+        self.save_all(state)
+        self.exit_code = 128 + stop.signum
+        name = signal.Signals(stop.signum).name
+        where = (self.run_dir / "seed_*" if self.multi else self.run_dir) / checkpoint_lib.CHECKPOINT_DIR
+        self.log.message(f"stopped by {name} at step {self.step}; checkpoint saved in {where}; "
+                         f"continue with --resume {self.run_dir}")
+
+    def close(self) -> None:
+        for r in self.seeds:
+            if r.log is not None:
+                r.log.close()
+            r.store.close()
+
+    def result(self) -> RunResult:
+        """Every seed's summary (eval_summary.json, written once a run completes) and the RunResult."""
+        summaries = [self._summary(r) for r in self.seeds]
+        summary = dict(summaries[0])
+        if self.multi:
+            summary.update(run_dir=str(self.run_dir), seeds=summaries)
+        return RunResult(run_dir=self.run_dir, step=self.step, exit_code=self.exit_code, summary=summary)
+
+    def _summary(self, r: _SeedRun) -> dict[str, Any]:
+        summary = r.summary(self.iteration, self.per_iteration, self.end, self.wall(r))
+        path = r.run_dir / "eval_summary.json"
+        if self.exit_code == 0 and self.iteration > self.start_iteration:
+            runlog.write_json(path, summary)
+        elif self.exit_code == 0 and path.exists():  # a finished run resumed: its summary stands
+            summary = {**summary, **runlog.read_json(path), "wall_s": summary["wall_s"]}
+        return summary
+
+
 def train(
     config: RunConfig,
     run_dir: str | os.PathLike,
@@ -287,137 +503,18 @@ def train(
     """
     import jax
 
-    from jaxhum.rl import parallel
-
-    # Wall time counts from here: building the trainer and every compile are part of the run.
-    start_time = time.monotonic()
+    start_time = time.monotonic()  # wall time counts from here: building the trainer and compiles are the run's
     run_dir = pathlib.Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if trainer is None:
-        mesh = parallel.make_mesh(config.devices or "all")
-        trainer = build_trainer(config) if mesh is None else build_trainer(config, mesh=mesh)
-    per_iteration = steps_per_iteration(config)
-    total_iterations = num_iterations(config)
-    log_every = every_iterations(config, config.log_every)
-    eval_every = every_iterations(config, config.eval_every)
-    checkpoint_every = every_iterations(config, config.checkpoint_every)
-    train_key, eval_key = train_keys(config)
-    multi = config.num_seeds > 1
-    # A compile that failed in the background runs again at the program's first call, and fails there.
-    if precompile is None:
-        precompile = jax.default_backend() != "cpu"
-    precompiled = _precompile(trainer, config, eval_key, eval_every > 0) if precompile else {}
-    seed_runs = [_SeedRun(seed_config(config, s, d) if multi else config, d, config.keep_checkpoints)
-                 for s, d in zip(seeds_of(config), seed_run_dirs(config, run_dir))]
-    indices: list[int | None] = list(range(len(seed_runs))) if multi else [None]
-
-    messages: list[str] = []
-    if resume:
-        template = state_template(trainer, config)
-        step = _newest_common_step(seed_runs)
-        parts = [r.restore(_unstacked(template) if multi else template, step, messages.append) for r in seed_runs]
-        state = jax.tree.map(_stack_on_host, *parts) if multi else parts[0]
-    else:  # a fine-tuned run starts from init_from's policy, value and normalizer (resume ignores it)
-        state = finetune.init_state(trainer, config, train_key) if config.init_from else trainer.init(train_key)
-    start_iteration = int(jax.device_get(state.iteration).max())
-    if multi:
-        runlog.write_json(run_dir / SEEDS_FILE, {"config": config_lib.to_json(config),
-                                                 "seed_run_dirs": [r.run_dir.name for r in seed_runs]})
-    for i, r in enumerate(seed_runs):
-        r.run_dir.mkdir(parents=True, exist_ok=True)
-        runlog.write_json(r.run_dir / "config.json", r.config_json)
-        # One progress display for the group: the first seed's.
-        r.log = runlog.RunLog(r.run_dir, total_iterations * per_iteration, start_iteration * per_iteration,
-                              progress if i == 0 else "none")
-    log = seed_runs[0].log
-    for text in messages:
-        print(f"warning: {text}", file=sys.stderr, flush=True)
-    if resume:
-        log.message(f"resumed {run_dir} at step {start_iteration * per_iteration}")
-    if config.init_from:
-        log.message(f"init_from {config.init_from} ignored: a resumed run continues from its own checkpoint" if resume
-                    else f"fine-tuning from {config.init_from}: its policy, value and normalizer")
-
-    iteration = start_iteration
-    # Throughput is measured from the end of the first iteration (which includes compilation).
-    rate_mark: tuple[float, int] | None = None
-
-    def wall(r: _SeedRun) -> float:
-        return r.wall_offset + time.monotonic() - start_time
-
-    def save_all(it: int, state: Any) -> None:
-        for r, index in zip(seed_runs, indices):
-            r.save(it * per_iteration, it, wall(r), _seed_state(state, index))
-
-    exit_code = 0
-    # Calling a program before its background compile is over would compile it a second time.
-    if "iteration" in precompiled:
-        precompiled.pop("iteration").wait()
+    trainer = _make_trainer(config) if trainer is None else trainer
+    precompile = jax.default_backend() != "cpu" if precompile is None else precompile
+    run = _Run(config, run_dir, trainer, progress, precompile, start_time)
     try:
+        state = run.restore() if resume else run.init()
+        run.open_logs(resume)
         with _signal_flag() as stop:
-            while iteration < total_iterations and stop.signum is None:
-                state, metrics = trainer.iteration(state)
-                iteration += 1
-                if rate_mark is None:
-                    jax.block_until_ready(state)
-                    rate_mark = (time.monotonic(), iteration)
-                final = iteration == total_iterations
-                evaluate = eval_every > 0 and (iteration % eval_every == 0 or final)
-                if evaluate or iteration % log_every == 0 or final:
-                    host_metrics = jax.device_get(dict(metrics))  # waits for the iteration to finish
-                    now = time.monotonic()
-                    if iteration > rate_mark[1]:
-                        rate = (iteration - rate_mark[1]) * per_iteration / (now - rate_mark[0])
-                    else:  # the first iteration of this process: the figure includes compilation
-                        rate = (iteration - start_iteration) * per_iteration / (now - start_time)
-                    evals = None
-                    if evaluate:
-                        if "evaluate" in precompiled:
-                            precompiled.pop("evaluate").wait()
-                        evals = jax.device_get(dict(trainer.evaluate(state, _eval_keys(eval_key, iteration, multi))))
-                    step = iteration * per_iteration
-                    for r, index in zip(seed_runs, indices):
-                        row = _to_host(_seed_slice(host_metrics, index))
-                        row["train/steps_per_second"] = rate  # this seed's own env steps
-                        is_best = False
-                        if evals is not None:
-                            last_eval = _to_host(_seed_slice(evals, index))
-                            row.update(last_eval)
-                            is_best = r.record_eval(last_eval, step, config.stop_at_eval_return)
-                        r.last_row = r.log.log(step, wall(r), row)
-                        if is_best:
-                            r.save(step, iteration, wall(r), _seed_state(state, index), best=True)
-                    if evals is not None and not final and all(r.reached_step is not None for r in seed_runs):
-                        final = True
-                        total_iterations = iteration
-                        log.message(f"eval return reached stop_at_eval_return {config.stop_at_eval_return} "
-                                    f"at step {step}" + (" on every seed" if multi else ""))
-                    rate_mark = (time.monotonic(), iteration)  # evaluation and saving are not training
-                if iteration % checkpoint_every == 0 or final:
-                    save_all(iteration, state)
-                    rate_mark = (time.monotonic(), iteration)
-            if stop.signum is not None and iteration < total_iterations:
-                save_all(iteration, state)
-                exit_code = 128 + stop.signum
-                name = signal.Signals(stop.signum).name
-                where = run_dir / checkpoint_lib.CHECKPOINT_DIR if not multi else run_dir / "seed_*" / checkpoint_lib.CHECKPOINT_DIR
-                log.message(f"stopped by {name} at step {iteration * per_iteration}; checkpoint saved in "
-                            f"{where}; continue with --resume {run_dir}")
+            state = run.iterate(state, stop)
+            run.save_if_stopped(state, stop)
     finally:
-        for r in seed_runs:
-            if r.log is not None:
-                r.log.close()
-            r.store.close()
-
-    summaries = []
-    for r in seed_runs:
-        summary = r.summary(iteration, per_iteration, total_iterations, wall(r))
-        if exit_code == 0 and iteration > start_iteration:
-            runlog.write_json(r.run_dir / "eval_summary.json", summary)
-        elif exit_code == 0 and (r.run_dir / "eval_summary.json").exists():
-            summary = {**summary, **runlog.read_json(r.run_dir / "eval_summary.json"), "wall_s": summary["wall_s"]}
-        summaries.append(summary)
-    summary = dict(summaries[0])
-    if multi:
-        summary.update(run_dir=str(run_dir), seeds=summaries)
-    return RunResult(run_dir=run_dir, step=iteration * per_iteration, exit_code=exit_code, summary=summary)
+        run.close()
+    return run.result()

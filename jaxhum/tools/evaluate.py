@@ -1,9 +1,9 @@
 """Evaluate a trained run: `python -m jaxhum.evaluate RUN_DIR [--episodes N] [--seed S] [--best] [--video FILE.mp4]`.
 
 Runs the deterministic policy (tanh of the Gaussian mean) for N episodes on the run's task, writes
-`episodes.json` into the run directory and prints a table: forward velocity, success rate,
+`evaluation.json` into the run directory and prints a table: forward velocity, success rate,
 mechanical work per metre, cost of transport, episode return and length (and tracking errors for
-command tasks); see `jaxhum.tools.episodes` for the definitions. `--video` also renders one episode
+command tasks); see `jaxhum.tools.episode_stats` for the definitions. `--video` also renders one episode
 (seed S) to an MP4 with a camera that tracks the robot, at the control rate.
 
 Bad input stops before anything is compiled or written: one line `error: <field>: <constraint>`
@@ -23,19 +23,19 @@ from jaxhum.run import checkpoint
 from jaxhum.run.cli import ArgumentParser, UsageError, run_dir_arg
 from jaxhum.tools import render
 
-EVALUATION_FILE = "episodes.json"
+EVALUATION_FILE = "evaluation.json"
 
 
 def evaluate_run(run: checkpoint.LoadedRun, episodes: int, seed: int) -> dict[str, Any]:
     """Evaluates a loaded run on `episodes` episodes reset from `seed`; returns the report dict."""
     import jax
 
-    from jaxhum.tools import episodes
+    from jaxhum.tools import episode_stats
 
-    evaluate = jax.jit(episodes.make_episode_evaluator(run.env, run.act, episodes))
+    evaluate = jax.jit(episode_stats.make_episode_evaluator(run.env, run.act, episodes))
     stats = evaluate(run.params, jax.random.key(seed))
-    figures = episodes.summarize(
-        stats, dt=run.env.dt, mass=episodes.total_mass(run.env),
+    figures = episode_stats.summarize(
+        stats, dt=run.env.dt, mass=episode_stats.total_mass(run.env),
         tracking_bounds=getattr(run.env, "tracking_bounds", None),
     )
     return {"run_dir": str(run.run_dir), "task": run.config.env_name, "checkpoint_step": run.step,
@@ -88,6 +88,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from jaxhum.tools.memory import use_memory_on_demand
+
+    use_memory_on_demand()  # before any device use: JAX would take 75% of the GPU
+
     try:
         args = parse_args(argv)
         run = checkpoint.load_run(args.run_dir, best=args.best)

@@ -180,6 +180,9 @@ def export(run: checkpoint.LoadedRun, out: pathlib.Path) -> dict[str, pathlib.Pa
 
 def main(argv: Sequence[str] | None = None) -> int:
     from jaxhum.run.cli import ArgumentParser, UsageError, run_dir_arg
+    from jaxhum.tools.memory import use_memory_on_demand
+
+    use_memory_on_demand()  # before any device use: JAX would take 75% of the GPU
 
     parser = ArgumentParser(prog="python -m jaxhum.export", description=__doc__.splitlines()[0],
                             error_prefix="arguments: ")

@@ -1,6 +1,6 @@
 """Offline video of an episode with `mujoco.Renderer` (EGL or OSMesa), written as MP4.
 
-The episode is simulated in MJX (`jaxhum.tools.episodes.make_recorder`); each control step's qpos is
+The episode is simulated in MJX (`jaxhum.tools.episode_stats.make_recorder`); each control step's qpos is
 copied into a host `MjData`, `mj_forward` fills the kinematics and the frame is rendered with a
 camera that tracks the robot's root body. Frames are at the control rate (fps = 1 / env.dt).
 
@@ -132,8 +132,8 @@ def record_episode(run: Any, seed: int) -> np.ndarray:
     """qpos (T + 1, nq) of one deterministic episode of a loaded run, cut where it ended."""
     import jax
 
-    from jaxhum.tools import episodes
+    from jaxhum.tools import episode_stats
 
-    record = jax.jit(episodes.make_recorder(run.env, run.act))
+    record = jax.jit(episode_stats.make_recorder(run.env, run.act))
     qpos, ended = jax.device_get(record(run.params, jax.random.key(seed)))
-    return episodes.episode_frames(qpos, ended)
+    return episode_stats.episode_frames(qpos, ended)

@@ -70,7 +70,7 @@ def sweep(run: checkpoint.LoadedRun, frictions: Sequence[float], mass_scales: Se
     import jax.numpy as jnp
 
     from jaxhum import envs
-    from jaxhum.tools import episodes
+    from jaxhum.tools import episode_stats
 
     factory = envs.REGISTRY[run.config.env_name].factory
     base = run.env.config
@@ -79,13 +79,13 @@ def sweep(run: checkpoint.LoadedRun, frictions: Sequence[float], mass_scales: Se
     @jax.jit
     def evaluate_cell(params: Any, key: jax.Array, f: jax.Array, m: jax.Array, p: jax.Array) -> Any:
         env = factory(cell_config(base, f, m, p, push_every))
-        return episodes.make_episode_evaluator(env, run.act, episodes)(params, key)
+        return episode_stats.make_episode_evaluator(env, run.act, episodes)(params, key)
 
     cells = []
     for f, m, p in itertools.product(frictions, mass_scales, pushes):
         values = (jnp.float32(f), jnp.float32(m), jnp.float32(p))
         stats = evaluate_cell(run.params, jax.random.key(seed), *values)
-        s = episodes.summarize(stats, dt=host_env.dt, mass=episodes.total_mass(host_env) * m)
+        s = episode_stats.summarize(stats, dt=host_env.dt, mass=episode_stats.total_mass(host_env) * m)
         cells.append({"friction": f, "mass_scale": m, "push": p, "success_rate": s["success_rate"],
                       "forward_velocity": s["forward_velocity"], "episode_length": s["episode_length"],
                       "episode_return": s["episode_return"], "nonfinite_episodes": s["nonfinite_episodes"]})
@@ -156,6 +156,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from jaxhum.tools.memory import use_memory_on_demand
+
+    use_memory_on_demand()  # before any device use: JAX would take 75% of the GPU
+
     try:
         args = parse_args(argv)
         run = checkpoint.load_run(args.run_dir, best=args.best)

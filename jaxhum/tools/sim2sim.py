@@ -35,7 +35,7 @@ import numpy as np
 from jaxhum.run import checkpoint
 
 SIM2SIM_FILE = "sim2sim.json"
-TRACKING_PREFIX = "tracking/"  # = jaxhum.tools.episodes.TRACKING_PREFIX (not imported: it imports JAX)
+TRACKING_PREFIX = "tracking/"  # = jaxhum.tools.episode_stats.TRACKING_PREFIX (not imported: it imports JAX)
 
 
 def reset_states(env: Any, episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -162,6 +162,9 @@ def format_table(report: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     from jaxhum.run.cli import ArgumentParser, UsageError, run_dir_arg
     from jaxhum.tools import export
+    from jaxhum.tools.memory import use_memory_on_demand
+
+    use_memory_on_demand()  # before any device use: JAX would take 75% of the GPU
 
     parser = ArgumentParser(prog="python -m jaxhum.sim2sim", description=__doc__.splitlines()[0],
                             error_prefix="arguments: ")
