@@ -1,9 +1,9 @@
 """balance: our humanoid robot (jh1) stands still under pushes (joystick with the command zero).
 
-The task is joystick's (`jaxhum.envs.joystick`) with other defaults, not a module of its own:
-the command is fixed at (0, 0, 0) (zero ranges, every draw zero), and the pelvis is kicked every
-5-10 s with 0.1-1.0 m/s (`randomization.GPU_PRESET`'s push settings). The observation, action,
-critic observation and reward terms are joystick's, so a joystick policy fine-tunes into balance
+The task is joystick's (`jaxhum.envs.terms.locomotion.TASK`) with other defaults: the command is
+fixed at (0, 0, 0) (zero ranges, every draw zero), and the pelvis is kicked every 5-10 s with
+0.1-1.0 m/s (`randomization.GPU_PRESET`'s push settings). The observation, action, critic
+observation and reward terms are joystick's, so a joystick policy fine-tunes into balance
 (`init_from=RUN_DIR`) with every shape matching; with the command zero, joystick's reward pays for
 standing: `stand_still` and `pose` hold the home pose, `feet_air_time` pays nothing,
 `feet_phase` asks the feet to stay down, the tracking terms ask for zero velocity. Pushes show in the step metrics
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxhum.envs import joystick
-from jaxhum.envs.terms import randomization
+from jaxhum.envs import robot_task
+from jaxhum.envs.terms import locomotion, randomization
 
 ZERO: tuple[float, float] = (0.0, 0.0)
 PUSHES = randomization.RandomizationConfig(
@@ -25,7 +25,7 @@ PUSHES = randomization.RandomizationConfig(
 
 
 @dataclasses.dataclass(frozen=True)
-class BalanceConfig(joystick.JoystickConfig):
+class BalanceConfig(locomotion.JoystickConfig):
     """joystick's settings (see `JoystickConfig`) with balance's defaults: the command ranges are
     zero and must stay zero, every draw is the zero command, pushes are on (`PUSHES`)."""
 
@@ -44,8 +44,8 @@ class BalanceConfig(joystick.JoystickConfig):
                                  "(use the joystick task for commands)")
 
 
-def make(config: BalanceConfig) -> joystick.JoystickEnv:
+def make(config: BalanceConfig) -> locomotion.JoystickEnv:
     """Builds balance from a validated config (`jaxhum.envs.make('balance', ...)` builds by name)."""
     if not isinstance(config, BalanceConfig):
         raise ValueError(f"config: expected a BalanceConfig, got {type(config).__name__}")
-    return joystick.make(config, name="balance")
+    return robot_task.build(config, locomotion.TASK, name="balance")

@@ -22,6 +22,10 @@ about 1.3 m (the classic MuJoCo humanoid). We keep their ratios to the standing 
 0.8 / 1.3 and 0.5 / 1.3, and apply them to our robot's pelvis height at home (`robot.index`'s
 `standing_height`); `upright_height` / `fall_height` override them in metres. The episode
 terminates when the pelvis drops below the fall height and is truncated after 20 s.
+
+The rest (robot, reset noise, randomization, the step pipeline, autoreset, the `DeploySpec`) is
+the robot-task skeleton's (`jaxhum.envs.robot_task`); this module is walk's terms, reward and
+termination (`TASK`).
 """
 
 from __future__ import annotations
@@ -29,17 +33,22 @@ from __future__ import annotations
 import dataclasses
 import types
 from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
-import mujoco
-import numpy as np
 
 from jaxhum import robots
-from jaxhum.envs.base import DeploySpec, Env, EnvState, with_autoreset
+from jaxhum.envs import robot_task
+from jaxhum.envs.base import Env
+from jaxhum.envs.robot_task import CHAPTER_STANDING_HEIGHT, FALL_RATIO, position_control_deploy
 from jaxhum.envs.terms import observations, randomization, rewards
-from jaxhum.sim import physics
+
+__all__ = [
+    "CHAPTER_STANDING_HEIGHT", "DEFAULT_REWARD_WEIGHTS", "FALL_RATIO", "OBSERVATION_TERMS", "REWARD_TERMS", "TASK",
+    "UPRIGHT_RATIO", "WalkConfig", "make", "position_control_deploy", "roll_pitch",
+]
 
 REWARD_TERMS: Mapping[str, rewards.RewardTerm] = types.MappingProxyType(
     {
@@ -64,10 +73,9 @@ OBSERVATION_TERMS = (
     observations.foot_contacts,
 )
 
-# The chapter's heights over its robot's standing torso height (see the module docstring).
-CHAPTER_STANDING_HEIGHT = 1.3
+# The chapter's heights over its robot's standing torso height (see the module docstring);
+# FALL_RATIO = 0.5 / CHAPTER_STANDING_HEIGHT is every robot task's default (`robot_task`).
 UPRIGHT_RATIO = 0.8 / CHAPTER_STANDING_HEIGHT
-FALL_RATIO = 0.5 / CHAPTER_STANDING_HEIGHT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,165 +134,49 @@ def roll_pitch(quat: jax.Array) -> tuple[jax.Array, jax.Array]:
     return roll, pitch
 
 
+class WalkConstants(NamedTuple):
+    """walk's constants on one robot (`Setup.constants`)."""
+
+    upright_height: float  # pelvis height (m) above which `upright` pays +1
+
+
+def constants(*, config: WalkConfig, setup: robot_task.Setup) -> WalkConstants:
+    """The upright height in metres; raises ValueError if the fall height exceeds it."""
+    upright_height = config.upright_height or UPRIGHT_RATIO * setup.idx.standing_height
+    if not setup.fall_height <= upright_height:
+        raise ValueError(f"fall_height: must not exceed upright_height ({upright_height:.3f} m), "
+                         f"got {setup.fall_height:.3f}")
+    return WalkConstants(upright_height=upright_height)
+
+
+def evaluate(*, config: WalkConfig, setup: robot_task.Setup, data: Any, action: jax.Array,
+             fell: jax.Array) -> robot_task.Outcome:
+    """The state `data` reached by `action` (A,): the chapter's reward quantities, termination at
+    a fall, the pelvis x-velocity and height."""
+    root = setup.idx.root_body_id
+    height = data.xpos[root, 2]
+    roll, pitch = roll_pitch(data.xquat[root])
+    quantities = {
+        "root_linvel": data.qvel[0:3],  # a free joint's linear velocity is in the world frame
+        "torso_height": height,
+        "upright_height": setup.constants.upright_height,
+        "action": action,
+        "roll": roll,
+        "pitch": pitch,
+    }
+    metrics = {"x_velocity": data.qvel[0], "torso_height": height}
+    return robot_task.Outcome(quantities, robot_task.fall_termination(fell=fell, config=config), metrics)
+
+
+TASK = robot_task.TaskDef(
+    observation_terms=OBSERVATION_TERMS,
+    reward_terms=REWARD_TERMS,
+    evaluate=evaluate,
+    constants=constants,
+    split_reset=robot_task.split_reset_keeping_key,
+)
+
+
 def make(config: WalkConfig) -> Env:
     """Builds walk from a validated config (use `jaxhum.envs.make('walk', ...)` to build by name)."""
-    config.validate()
-    robot = robots.get_robot(config.robot)
-    sim = robot.load()
-    idx = robot.index(sim)
-    model = sim.mjx_model
-    mj = sim.mj_model
-    n_act = len(robot.joint_names)
-    dt = float(mj.opt.timestep) * robot.n_substeps
-    episode_length = max(1, int(round(config.episode_seconds / dt)))
-    upright_height = config.upright_height or UPRIGHT_RATIO * idx.standing_height
-    fall_height = config.fall_height or FALL_RATIO * idx.standing_height
-    if not fall_height <= upright_height:
-        raise ValueError(f"fall_height: must not exceed upright_height ({upright_height:.3f} m), got {fall_height:.3f}")
-    weights = dict(config.reward_weights)
-
-    qpos_adr = jnp.asarray(idx.qpos_adr)
-    dof_adr = jnp.asarray(idx.dof_adr)
-    home_qpos = jnp.asarray(idx.home_qpos, jnp.float32)
-    home_joint_pos = jnp.asarray(idx.home_joint_pos, jnp.float32)
-    root = idx.root_body_id
-    obs_context = {
-        "qpos_adr": qpos_adr,
-        "dof_adr": dof_adr,
-        "home_joint_pos": home_joint_pos,
-        "imu_site_id": idx.imu_site_id,
-        "linvel_slice": idx.linvel,
-        "gyro_slice": idx.gyro,
-    }
-
-    def observe(data) -> jax.Array:
-        contact = robots.foot_contacts(idx, data)
-        return observations.concat(OBSERVATION_TERMS, {"data": data, "foot_contact": contact, **obs_context})
-
-    home_data = jax.eval_shape(physics.init, model, home_qpos, jnp.zeros((mj.nv,), jnp.float32))
-    layout = observations.layout(
-        OBSERVATION_TERMS, {"data": home_data, "foot_contact": jnp.zeros((2,)), **obs_context})
-    obs_size = sum(size for _, size in layout)
-    rand = randomization.build(config.randomization, sim, idx, layout, dt)
-
-    def evaluate(data, action, push=None) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
-        """Reward, termination and metrics of the state `data` reached by `action`."""
-        height = data.xpos[root, 2]
-        roll, pitch = roll_pitch(data.xquat[root])
-        context = {
-            "root_linvel": data.qvel[0:3],  # a free joint's linear velocity is in the world frame
-            "torso_height": height,
-            "upright_height": upright_height,
-            "action": action,
-            "roll": roll,
-            "pitch": pitch,
-        }
-        reward, metrics = rewards.weighted_sum(REWARD_TERMS, weights, context)
-        fell = height < fall_height
-        metrics["x_velocity"] = data.qvel[0]
-        metrics["torso_height"] = height
-        metrics["fall"] = fell.astype(jnp.float32)
-        if config.randomization.pushes_on:
-            metrics["push_magnitude"] = jnp.zeros((), jnp.float32) if push is None else push
-        terminated = jnp.where(fell & config.terminate_on_fall, 1.0, 0.0).astype(jnp.float32)
-        return reward, terminated, metrics
-
-    def start(key: jax.Array, qpos: jax.Array, qvel: jax.Array) -> EnvState:
-        # fold_in, not a split of `key`: walk without randomization draws its reset as before.
-        info = rand.episode_start(jax.random.fold_in(key, 1), obs_size, n_act)
-        data = physics.init(rand.physics_model(model, info), qpos, qvel)
-        obs, info = rand.observe(observe(data), info)
-        _, _, metrics = evaluate(data, jnp.zeros((n_act,), jnp.float32))
-        return EnvState.start(data, obs, n_act, metrics, info=info)
-
-    def reset_to(key: jax.Array, qpos: jax.Array, qvel: jax.Array) -> EnvState:
-        return start(key, qpos, qvel)  # the key draws the episode's randomization only
-
-    def reset(key: jax.Array) -> EnvState:
-        key_qpos, key_qvel = jax.random.split(key)
-        s = config.reset_noise_scale
-        qpos = home_qpos.at[qpos_adr].add(jax.random.uniform(key_qpos, (n_act,), minval=-s, maxval=s))
-        qvel = jnp.zeros((mj.nv,), jnp.float32).at[dof_adr].set(
-            jax.random.uniform(key_qvel, (n_act,), minval=-s, maxval=s))
-        return start(key, qpos, qvel)
-
-    def step_without_reset(state: EnvState, action: jax.Array) -> EnvState:
-        chex.assert_shape(action, (n_act,))
-        action = jnp.clip(action.astype(jnp.float32), -1.0, 1.0)
-        episode_model = rand.physics_model(model, state.info)
-        applied, info = rand.delayed_action(action, state.info)
-        data, push, info = rand.push(state.data, info)
-        data = physics.step(episode_model, data, robots.action_to_ctrl(idx, applied), robot.n_substeps)
-        reward, terminated, metrics = evaluate(data, action, push)
-        obs, info = rand.observe(observe(data), info)
-        return state.advance(data, obs, reward, terminated, action, metrics, info=info)
-
-    return Env(
-        name="walk",
-        config=config,
-        reset=reset,
-        reset_to=reset_to,
-        step=with_autoreset(step_without_reset, episode_length),
-        step_without_reset=step_without_reset,
-        observation_size=obs_size,
-        action_size=n_act,
-        dt=dt,
-        episode_length=episode_length,
-        sim=sim,
-        observation_layout=layout,
-        robot=robot,
-        deploy=_deploy_spec(config, robot, idx, fall_height),
-        fresh_starts=rand.on,
-    )
-
-
-def _deploy_spec(config: WalkConfig, robot: robots.Robot, idx: robots.RobotIndex, fall_height: float) -> DeploySpec:
-    """walk outside JAX: the same observation terms on native MjData (foot contacts from its
-    contact list), the same position targets, the same fall test."""
-    context = {
-        "qpos_adr": idx.qpos_adr,
-        "dof_adr": idx.dof_adr,
-        "home_joint_pos": np.asarray(idx.home_joint_pos, np.float32),
-        "imu_site_id": idx.imu_site_id,
-        "linvel_slice": idx.linvel,
-        "gyro_slice": idx.gyro,
-    }
-
-    def host_observation(*, model: mujoco.MjModel, data: mujoco.MjData, last_action=None) -> np.ndarray:
-        del model, last_action  # the observation reads data alone
-        contact = robots.foot_contacts_np(idx, data)
-        return observations.concat_host(OBSERVATION_TERMS, {"data": data, "foot_contact": contact, **context})
-
-    def host_terminated(*, model: mujoco.MjModel, data: mujoco.MjData) -> bool:
-        del model
-        return bool(config.terminate_on_fall and data.xpos[idx.root_body_id, 2] < fall_height)
-
-    return position_control_deploy(robot, idx, host_observation, host_terminated)
-
-
-def position_control_deploy(robot: robots.Robot, idx: robots.RobotIndex, host_observation, host_terminated,
-                            host_tracking=None) -> DeploySpec:
-    """The `DeploySpec` of a task that drives one of our position-actuated robots with
-    `target = home + action_scale * a` (walk, joystick): its action mapping and robot facts,
-    with the task's own host observation and termination."""
-    return DeploySpec(
-        ctrl_offset=np.asarray(idx.home_joint_pos, np.float64),
-        ctrl_scale=np.asarray(idx.action_scale, np.float64),
-        ctrl_min=np.asarray(idx.joint_range[:, 0], np.float64),
-        ctrl_max=np.asarray(idx.joint_range[:, 1], np.float64),
-        actuator_ids=np.asarray(idx.actuator_ids),
-        host_observation=host_observation,
-        host_terminated=host_terminated,
-        host_tracking=host_tracking,
-        robot={
-            "name": robot.name,
-            "actuators": "position (PD inside the physics): torque = kp (target - q) - kd qdot, clipped to torque_limit",
-            "home_pose": np.asarray(idx.home_joint_pos).tolist(),
-            "action_scale": np.asarray(idx.action_scale).tolist(),
-            "pd_gains": {"kp": np.asarray(idx.kp).tolist(), "kd": np.asarray(idx.kd).tolist()},
-            "torque_limit": np.asarray(idx.torque_limit).tolist(),
-            "joint_range": np.asarray(idx.joint_range).tolist(),
-            "imu": {"site": robot.imu_site, "gyro": robot.gyro_sensor, "linvel": robot.linvel_sensor},
-            "feet": list(robot.foot_sites),
-        },
-    )
+    return robot_task.build(config, TASK, name="walk")
