@@ -26,9 +26,9 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jaxhum  # noqa: E402
-from experiments import humanoid_run  # noqa: E402
-from jaxhum.rl.train import make_train  # noqa: E402
+import jaxhum
+from experiments import humanoid_run
+from jaxhum.rl.train import make_train
 
 
 def seed_ppo(ppo, total_envs: int, num_seeds: int):
@@ -85,15 +85,24 @@ def main(argv: list[str] | None = None) -> int:
     for k in ks:
         row = measure(env, seed_ppo(ppo, total, k), k, iterations)
         rows.append(row)
-        print(f"K={k:3d}  envs/seed {row['envs_per_seed']:6d}  aggregate {row['aggregate_steps_per_s']:12,.0f} steps/s  "
-              f"per seed {row['per_seed_steps_per_s']:12,.0f}  compile {row['compile_s']:.1f} s", flush=True)
+        print(
+            f"K={k:3d}  envs/seed {row['envs_per_seed']:6d}  aggregate {row['aggregate_steps_per_s']:12,.0f} steps/s  "
+            f"per seed {row['per_seed_steps_per_s']:12,.0f}  compile {row['compile_s']:.1f} s",
+            flush=True,
+        )
     base = rows[0]["aggregate_steps_per_s"]
-    lines = [f"device: {device}, jax {jax.__version__}, humanoid_run {'cpu (smoke)' if args.smoke else 'gpu'} preset, "
-             f"{total} envs in total, {iterations} timed iterations", "",
-             "| K seeds | envs per seed | minibatches | aggregate env steps/s | vs K=1 | compile s |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['num_seeds']} | {r['envs_per_seed']} | {r['num_minibatches']} | {r['aggregate_steps_per_s']:,.0f} "
-              f"| {r['aggregate_steps_per_s'] / base:.2f} | {r['compile_s']:.1f} |" for r in rows]
+    lines = [
+        f"device: {device}, jax {jax.__version__}, humanoid_run {'cpu (smoke)' if args.smoke else 'gpu'} preset, "
+        f"{total} envs in total, {iterations} timed iterations",
+        "",
+        "| K seeds | envs per seed | minibatches | aggregate env steps/s | vs K=1 | compile s |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['num_seeds']} | {r['envs_per_seed']} | {r['num_minibatches']} | {r['aggregate_steps_per_s']:,.0f} "
+        f"| {r['aggregate_steps_per_s'] / base:.2f} | {r['compile_s']:.1f} |"
+        for r in rows
+    ]
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"device": device, "jax": jax.__version__, "total_envs": total, "rows": rows}, indent=2))

@@ -27,9 +27,9 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jaxhum  # noqa: E402
-from jaxhum.rl import losses, networks  # noqa: E402
-from jaxhum.rl import train as train_lib  # noqa: E402
+import jaxhum
+from jaxhum.rl import losses, networks
+from jaxhum.rl import train as train_lib
 
 
 def _best(fn, *args, repeats: int) -> float:

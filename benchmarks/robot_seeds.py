@@ -72,7 +72,7 @@ def launch(seed: int, run_dir: pathlib.Path, args: argparse.Namespace) -> subpro
     env = dict(os.environ)
     if args.parallel > 1:
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / args.parallel:.2f}"
-    log = open(run_dir.parent / f"seed{seed}.log", "w")  # noqa: SIM115 (closed with the process)
+    log = open(run_dir.parent / f"seed{seed}.log", "w")
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
@@ -91,7 +91,7 @@ def launch_after(seed: int, run_dir: pathlib.Path, args: argparse.Namespace) -> 
     env = dict(os.environ)
     if args.parallel > 1:  # other runs may still hold their share of the GPU memory
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / args.parallel:.2f}"
-    log = open(run_dir.parent / f"seed{seed}.log", "a")  # noqa: SIM115 (closed with the process)
+    log = open(run_dir.parent / f"seed{seed}.log", "a")
     return subprocess.Popen(["sh", "-c", " && ".join(steps)], stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         ev, s2s = r["evaluation"], r["sim2sim"]
         if ev:
-            print(f"seed {r['seed']} evaluation: " + json.dumps({k: v for k, v in ev.items() if not isinstance(v, (dict, list))}))
+            scalars = {k: v for k, v in ev.items() if not isinstance(v, (dict, list))}
+            print(f"seed {r['seed']} evaluation: " + json.dumps(scalars))
         if s2s:
             print(f"seed {r['seed']} sim2sim: mujoco {json.dumps(s2s['mujoco'])} mjx {json.dumps(s2s['mjx'])}")
         for cell in (r["robustness"] or {}).get("cells", []):

@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="JSON summary path (a .md table is written beside it)")
     args = parser.parse_args(argv)
     if args.smoke:  # must precede JAX's start; splits the CPU into 2 devices
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+        ).strip()
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import jax
 
@@ -69,8 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     config = humanoid_run.get_config("cpu" if args.smoke else "gpu")
     ppo = config.ppo
     if args.smoke:
-        ppo = dataclasses.replace(ppo, unroll_length=2, num_updates_per_batch=1, num_minibatches=2,
-                                  policy_hidden_sizes=(16,), value_hidden_sizes=(16,), num_eval_envs=2)
+        ppo = dataclasses.replace(
+            ppo,
+            unroll_length=2,
+            num_updates_per_batch=1,
+            num_minibatches=2,
+            policy_hidden_sizes=(16,),
+            value_hidden_sizes=(16,),
+            num_eval_envs=2,
+        )
     env = jaxhum.envs.make(config.env_name, **dict(config.env))
     n = jax.local_device_count()
     device = f"{n} x {jax.devices()[0].device_kind} ({jax.default_backend()})"
@@ -78,16 +87,33 @@ def main(argv: list[str] | None = None) -> int:
     one = measure(env, dataclasses.replace(ppo, num_envs=per_device), None, iterations)
     all_ = measure(env, dataclasses.replace(ppo, num_envs=per_device * n), parallel.make_mesh(n), iterations)
     efficiency = all_["steps_per_s"] / n / one["steps_per_s"]
-    lines = [f"device: {device}, jax {jax.__version__}, humanoid_run {'cpu (smoke)' if args.smoke else 'gpu'} preset, "
-             f"{per_device} envs per device, {iterations} timed iterations", "",
-             "| devices | envs | training env steps/s | steps/s per device | compile s |", "|---|---|---|---|---|"]
-    lines += [f"| {r['devices']} | {r['num_envs']} | {r['steps_per_s']:,.0f} | {r['steps_per_s'] / r['devices']:,.0f} "
-              f"| {r['compile_s']:.1f} |" for r in (one, all_)]
+    lines = [
+        f"device: {device}, jax {jax.__version__}, humanoid_run {'cpu (smoke)' if args.smoke else 'gpu'} preset, "
+        f"{per_device} envs per device, {iterations} timed iterations",
+        "",
+        "| devices | envs | training env steps/s | steps/s per device | compile s |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['devices']} | {r['num_envs']} | {r['steps_per_s']:,.0f} | {r['steps_per_s'] / r['devices']:,.0f} "
+        f"| {r['compile_s']:.1f} |"
+        for r in (one, all_)
+    ]
     lines += ["", f"steps/s per device on {n} devices / steps/s on 1 device: {efficiency:.3f}"]
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": device, "jax": jax.__version__, "envs_per_device": per_device,
-                               "rows": [one, all_], "per_device_efficiency": efficiency}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "device": device,
+                "jax": jax.__version__,
+                "envs_per_device": per_device,
+                "rows": [one, all_],
+                "per_device_efficiency": efficiency,
+            },
+            indent=2,
+        )
+    )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

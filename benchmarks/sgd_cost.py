@@ -41,9 +41,9 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jaxhum  # noqa: E402
-from jaxhum.rl import networks  # noqa: E402
-from jaxhum.rl import train as train_lib  # noqa: E402
+import jaxhum
+from jaxhum.rl import networks
+from jaxhum.rl import train as train_lib
 
 BRAX_SGD = {"compute_dtype": "float32", "num_updates_per_batch": 8, "num_minibatches": 32}
 VARIANTS = {

@@ -27,7 +27,7 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jaxhum  # noqa: E402
+import jaxhum
 
 
 def _time_best(fn, *args, repeats: int) -> tuple[float, float]:
@@ -79,12 +79,15 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     """'bf16:ppo.compute_dtype=bfloat16,ppo.num_minibatches=16' -> ('bf16', [overrides]); 'preset:' -> no overrides."""
     name, sep, rest = text.partition(":")
     if not sep or not name:
-        raise ValueError(f"--variant: {text!r} is not NAME:KEY=VALUE,... (e.g. preset: or bf16:ppo.compute_dtype=bfloat16)")
+        raise ValueError(
+            f"--variant: {text!r} is not NAME:KEY=VALUE,... (e.g. preset: or bf16:ppo.compute_dtype=bfloat16)"
+        )
     return name, [item for item in rest.split(",") if item]
 
 
-def train_rate(task: str, num_envs: int, iterations: int, smoke: bool,
-               overrides: list[str] = ()) -> tuple[float, float]:
+def train_rate(
+    task: str, num_envs: int, iterations: int, smoke: bool, overrides: list[str] = ()
+) -> tuple[float, float]:
     """(steady-state training env steps/s, compile seconds of one iteration) with the task's gpu preset
     and ``overrides`` (KEY=VALUE, as on the experiment's command line)."""
     import importlib
@@ -119,10 +122,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-iterations", type=int, default=None)
     parser.add_argument("--no-train", action="store_true", help="skip the training-rate column")
-    parser.add_argument("--tasks", nargs="+", default=["humanoid_run", "walk"],
-                        help="tasks to measure; brax's humanoid is the anchor of humanoid_run only")
-    parser.add_argument("--variant", action="append", default=None, metavar="NAME:KEY=VALUE,...",
-                        help="a training-rate variant of the preset (repeatable; default: 'preset:', the preset as is)")
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        default=["humanoid_run", "walk"],
+        help="tasks to measure; brax's humanoid is the anchor of humanoid_run only",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=None,
+        metavar="NAME:KEY=VALUE,...",
+        help="a training-rate variant of the preset (repeatable; default: 'preset:', the preset as is)",
+    )
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     try:
@@ -136,21 +148,40 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
     rows = []
-    header = (f"{'task':>12} | {'envs':>6} | {'brax steps/s':>13} | {'ours steps/s':>13} | {'ours/brax':>9} | "
-              f"{'train steps/s':>13} | {'train/raw':>9} | {'iter compile s':>14} variant")
+    header = (
+        f"{'task':>12} | {'envs':>6} | {'brax steps/s':>13} | {'ours steps/s':>13} | {'ours/brax':>9} | "
+        f"{'train steps/s':>13} | {'train/raw':>9} | {'iter compile s':>14} variant"
+    )
     print(header)
     print("-" * len(header))
     for task in args.tasks:
         for n in num_envs:
             theirs = brax_raw(n, steps, repeats) if task == "humanoid_run" else None
             ours = ours_raw(task, n, steps, repeats)
-            row = {"task": task, "num_envs": n, "brax_raw": theirs, "ours_raw": ours,
-                   "raw_ratio": ours / theirs if theirs else None}
-            brax_cols = f"{theirs:13.0f} | {ours:13.0f} | {ours / theirs:9.2f}" if theirs else f"{'-':>13} | {ours:13.0f} | {'-':>9}"
-            for name, overrides in ([] if args.no_train else variants):
+            row = {
+                "task": task,
+                "num_envs": n,
+                "brax_raw": theirs,
+                "ours_raw": ours,
+                "raw_ratio": ours / theirs if theirs else None,
+            }
+            brax_cols = (
+                f"{theirs:13.0f} | {ours:13.0f} | {ours / theirs:9.2f}"
+                if theirs
+                else f"{'-':>13} | {ours:13.0f} | {'-':>9}"
+            )
+            for name, overrides in [] if args.no_train else variants:
                 train, compile_s = train_rate(task, n, train_iters, args.smoke, overrides)
-                rows.append({**row, "variant": name, "overrides": overrides, "train": train,
-                             "train_ratio": train / ours, "iteration_compile_s": compile_s})
+                rows.append(
+                    {
+                        **row,
+                        "variant": name,
+                        "overrides": overrides,
+                        "train": train,
+                        "train_ratio": train / ours,
+                        "iteration_compile_s": compile_s,
+                    }
+                )
                 train_cols = f"{train:13.0f} | {train / ours:9.2f} | {compile_s:14.1f}"
                 print(f"{task:>12} | {n:6d} | {brax_cols} | {train_cols} {name}", flush=True)
             if args.no_train:

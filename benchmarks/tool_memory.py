@@ -71,7 +71,10 @@ def main() -> int:
                                capture_output=True, text=True, check=True).stdout.strip()
         result: dict[str, object] = {"gpu_total_mib": int(total.splitlines()[0]), "trainer_mib": trainer_mib}
         for mode, extra in (("on_demand", {}), ("preallocate", {"XLA_PYTHON_CLIENT_PREALLOCATE": "true"})):
-            for tool, tool_args in (("export", ["--out", str(out / f"export_{mode}")]), ("evaluate", ["--episodes", "8"])):
+            for tool, tool_args in (
+                ("export", ["--out", str(out / f"export_{mode}")]),
+                ("evaluate", ["--episodes", "8"]),
+            ):
                 cmd = [sys.executable, "-m", f"jaxhum.{tool}", str(tiny), *tool_args]
                 result[f"{tool}_{mode}"] = _run_watched(cmd, {**env, **extra})
     finally:

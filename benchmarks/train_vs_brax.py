@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jaxhum  # noqa: E402
+import jaxhum
 
 # brax's published humanoid PPO settings (brax/training/learner.py and the brax README).
 BRAX_HUMANOID_PPO = dict(
@@ -143,7 +143,7 @@ class _CompileLog:
             name = str(kwargs.get("fun_name", "?"))
             self.records.append((phase, name, round(duration, 2), round(time.perf_counter() - self.start, 2)))
 
-    def __enter__(self) -> "_CompileLog":
+    def __enter__(self) -> _CompileLog:
         self.start = time.perf_counter()
         jax.monitoring.register_event_duration_secs_listener(self._listener)
         return self
@@ -270,11 +270,15 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 from brax import envs as brax_envs
 
-                res = run_brax(brax_envs.get_environment("humanoid", backend="mjx"), seed, target, settings, args.max_seconds)
+                brax_env = brax_envs.get_environment("humanoid", backend="mjx")
+                res = run_brax(brax_env, seed, target, settings, args.max_seconds)
             res["seed"] = seed
             results[name].append(res)
-            print(f"seed {seed} {name:13s} reached={res['reached']} wall_s={res['wall_s']} "
-                  f"steps={res['steps']} best={res['best']:.1f} total_s={res['total_s']:.1f}", flush=True)
+            print(
+                f"seed {seed} {name:13s} reached={res['reached']} wall_s={res['wall_s']} "
+                f"steps={res['steps']} best={res['best']:.1f} total_s={res['total_s']:.1f}",
+                flush=True,
+            )
             for phase, fun, seconds, end in res.get("compiles", []):
                 print(f"    {phase:7s} {seconds:6.2f} s, ended at {end:6.1f} s: {fun}", flush=True)
 
@@ -286,10 +290,20 @@ def main(argv: list[str] | None = None) -> int:
             f.write(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, target {target}\n\n{table}\n")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": jax.devices()[0].device_kind, "jax": jax.__version__, "target": target,
-                       "seeds": seeds, "overrides": args.overrides, "results": results,
-                       "median_wall_s": {n: median_time(r) for n, r in results.items()}},
-                      f, indent=2, default=str)
+            json.dump(
+                {
+                    "device": jax.devices()[0].device_kind,
+                    "jax": jax.__version__,
+                    "target": target,
+                    "seeds": seeds,
+                    "overrides": args.overrides,
+                    "results": results,
+                    "median_wall_s": {n: median_time(r) for n, r in results.items()},
+                },
+                f,
+                indent=2,
+                default=str,
+            )
     return 0
 
 

@@ -13,10 +13,10 @@ Presets:
        80M env steps. Measured on one H100 (benchmarks/RESULTS.md): about 320k training steps/s
        after a 125 s start (compile); with a 50M budget seeds 0, 1 and 3 tracked within the
        targets but fell in 2-6% of 20 s episodes; seed 4 with 80M met every target at 60M
-       steps (316 s wall) and fell in none of them from 70M on. The gait clock, the feet_phase term and dense tracking kernels
-       pay from the first steps, so tracking is learned early; discount 0.97 (a 33-step, 0.7 s
-       horizon) suffices because falls are priced by the termination term, not by a lost
-       forward-velocity stream as in walk.
+       steps (316 s wall) and fell in none of them from 70M on. The gait clock, the feet_phase
+       term and dense tracking kernels pay from the first steps, so tracking is learned early;
+       discount 0.97 (a 33-step, 0.7 s horizon) suffices because falls are priced by the
+       termination term, not by a lost forward-velocity stream as in walk.
   gpu_randomized  gpu with the recommended domain randomization, observation noise, sensor lag,
        action latency and pushes (`jaxhum.envs.joystick.GPU_RANDOMIZATION`): the policy to take
        to a robot. Measured in benchmarks/RESULTS.md (issue 10).
@@ -52,8 +52,13 @@ _PPO = dict(
 def randomization_overrides() -> FrozenMapping:
     """`GPU_RANDOMIZATION` as `env.randomization` overrides: the fields it sets away from off."""
     off = RandomizationConfig()
-    return FrozenMapping({f.name: getattr(GPU_RANDOMIZATION, f.name) for f in dataclasses.fields(GPU_RANDOMIZATION)
-                          if getattr(GPU_RANDOMIZATION, f.name) != getattr(off, f.name)})
+    return FrozenMapping(
+        {
+            f.name: getattr(GPU_RANDOMIZATION, f.name)
+            for f in dataclasses.fields(GPU_RANDOMIZATION)
+            if getattr(GPU_RANDOMIZATION, f.name) != getattr(off, f.name)
+        }
+    )
 
 
 def get_config(preset: str | None = None) -> run_config.RunConfig:

@@ -21,9 +21,36 @@ SLOWEST_FIRST = (
 )
 
 
+# The quick tier (`pytest -m quick`, under 5 minutes on 2 cores): every module of jaxhum exercised
+# at least once, by the cheapest tests that do it. Whole files, or `file::test` (a parametrized
+# test's cases all belong). The default run holds these and the rest; `--full` adds the tests
+# marked `full` (slow end-to-end repeats of what cheaper tests check: see each one's reason).
+QUICK = (
+)
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption("--full", action="store_true",
+                     help="also run the full tier: slow end-to-end tests marked `full` (deselected by default)")
+
+
+def _is_quick(item) -> bool:
+    name = item.path.name
+    test = item.originalname if hasattr(item, "originalname") else item.name
+    return name in QUICK or f"{name}::{test}" in QUICK
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order
+    for item in items:
+        if _is_quick(item):
+            item.add_marker(pytest.mark.quick)
+    if not config.getoption("--full"):
+        skipped = [item for item in items if item.get_closest_marker("full")]
+        if skipped:
+            config.hook.pytest_deselected(items=skipped)
+            items[:] = [item for item in items if not item.get_closest_marker("full")]
 
 
 def pytest_configure(config) -> None:

@@ -2,8 +2,8 @@
 
     python tests/parallel_worker.py OUT.json              # the slider on 1 device, then on a
                                                           # 2-device mesh (twice: compiled when
-                                                          # called, and precompiled); humanoid_run
-                                                          # on that mesh
+                                                          # called, and precompiled)
+    python tests/parallel_worker.py OUT.json humanoid_run # humanoid_run on the 2-device mesh
     JAXHUM_COORDINATOR=localhost:PORT JAXHUM_NUM_PROCESSES=2 JAXHUM_PROCESS_ID=i \
         python tests/parallel_worker.py OUT.json          # the slider, one process of a 2-process mesh
 
@@ -71,13 +71,15 @@ def run(mesh, task: str, precompile: bool = False) -> dict:
     return {"metrics": rows, "params": params, "eval": evaluation, "shardings": shardings, "compiles": compiles}
 
 
-def main(out: str) -> int:
+def main(out: str, task: str = "slider") -> int:
     if DISTRIBUTED:
         results = {"distributed": run(parallel.make_mesh("all"), "slider"), "process": jax.process_index()}
+    elif task == "humanoid_run":
+        results = {"humanoid": run(parallel.make_mesh(2), "humanoid_run")}
     else:
         mesh = parallel.make_mesh(2)
         results = {"single": run(None, "slider"), "sharded": run(mesh, "slider"),
-                   "precompiled": run(mesh, "slider", precompile=True), "humanoid": run(mesh, "humanoid_run")}
+                   "precompiled": run(mesh, "slider", precompile=True)}
     with open(out, "w") as f:
         json.dump(results, f)
     return 0

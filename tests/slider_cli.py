@@ -14,9 +14,9 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the repository, as `python -m` from it
 
-import helpers  # noqa: E402  (tests/ is on sys.path: this script lives there)
+import helpers
 
-from experiments import humanoid_run  # noqa: E402
+from experiments import humanoid_run
 
 if __name__ == "__main__":
     with helpers.slider_task():

@@ -220,11 +220,14 @@ def test_policy_json(any_run, exported):
 
 
 def test_deploy_runs_with_numpy_alone(exported, subprocess_env):
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import numpy as np, deploy; "
-            "p = deploy.Policy.load(sys.argv[1] + '/policy.npz'); a = p(np.zeros(p.obs_size, np.float32)); "
-            "assert a.shape == (p.action_size,), a.shape; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'jaxlib', 'jaxhum', 'mujoco', 'flax', 'onnx')); "
-            "assert not bad, bad")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import numpy as np, deploy; "
+        "p = deploy.Policy.load(sys.argv[1] + '/policy.npz'); a = p(np.zeros(p.obs_size, np.float32)); "
+        "assert a.shape == (p.action_size,), a.shape; "
+        "heavy = ('jax', 'jaxlib', 'jaxhum', 'mujoco', 'flax', 'onnx'); "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy); "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code, str(exported)], check=True, env=subprocess_env, cwd="/")
 
 
@@ -260,8 +263,14 @@ def test_sim2sim_native_figures_hand_derived():
     assert sim2sim.native_figures(native, dt=0.02)["success_rate"] == 0.75  # no bounds: falls only
     nan = sim2sim.native_figures([{**native[0], "tracking/vx": math.nan}], dt=0.02, tracking_bounds={"vx": 0.15})
     assert nan["tracking/vx"] is None and nan["success_rate"] == 0.0
-    report = {"task": "joystick", "checkpoint_step": 4, "episodes": 4, "seed": 0,
-              "mjx": {"success_rate": 0.5, "tracking/vx": 0.12, "tracking/yaw": None}, "mujoco": figures}
+    report = {
+        "task": "joystick",
+        "checkpoint_step": 4,
+        "episodes": 4,
+        "seed": 0,
+        "mjx": {"success_rate": 0.5, "tracking/vx": 0.12, "tracking/yaw": None},
+        "mujoco": figures,
+    }
     rows = {line.split()[0]: line.split()[1:] for line in sim2sim.format_table(report).splitlines()[2:]}
     assert rows["tracking/vx"] == ["0.12", "0.125"] and rows["tracking/yaw"] == ["n/a", "0.125"]
 
@@ -299,19 +308,33 @@ def test_plot_of_a_run_that_evaluated_only_at_its_end(tmp_path):
     evaluation is a marker, and a 500k-step axis reads 100k, 200k, ... (engineering notation)."""
     from matplotlib.ticker import EngFormatter
 
-    rows = [{"step": 16384 * i, "wall_s": float(i), "train/episode_reward": 2.0 * i, "train/episode_length": 10.0,
-             "train/episodes_finished": 0 if i == 1 else 4} for i in range(1, 31)]
+    rows = [
+        {
+            "step": 16384 * i,
+            "wall_s": float(i),
+            "train/episode_reward": 2.0 * i,
+            "train/episode_length": 10.0,
+            "train/episodes_finished": 0 if i == 1 else 4,
+        }
+        for i in range(1, 31)
+    ]
     rows[-1].update({"eval/episode_reward": 70.0, "eval/episode_length": 20.0, "eval/reward/alive": 5.0})
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     drawn = plot.panels({str(run_dir): plot.read_metrics(run_dir)})
-    assert [(p.title, p.key) for p in drawn] == [("episode return", "eval/episode_reward"),
-                                                 ("episode length", "eval/episode_length"),
-                                                 ("reward term alive", "eval/reward/alive")]
+    assert [(p.title, p.key) for p in drawn] == [
+        ("episode return", "eval/episode_reward"),
+        ("episode length", "eval/episode_length"),
+        ("reward term alive", "eval/reward/alive"),
+    ]
     evaluation, training = drawn[0].curves
     assert (evaluation.key, evaluation.steps, evaluation.values, evaluation.markers) == (
-        "eval/episode_reward", [491520], [70.0], True)
+        "eval/episode_reward",
+        [491520],
+        [70.0],
+        True,
+    )
     # Row 1 finished no episode: its 0 is a placeholder, not a return.
     assert training.key == "train/episode_reward" and not training.markers
     assert training.steps == [16384 * i for i in range(2, 31)] and training.values == [2.0 * i for i in range(2, 31)]
@@ -328,8 +351,11 @@ def test_plot_of_a_run_that_evaluated_only_at_its_end(tmp_path):
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    assert plot.plot([run_dir], tmp_path / "curves.png") == ["eval/episode_reward", "eval/episode_length",
-                                                             "eval/reward/alive"]
+    assert plot.plot([run_dir], tmp_path / "curves.png") == [
+        "eval/episode_reward",
+        "eval/episode_length",
+        "eval/reward/alive",
+    ]
 
 
 def test_use_memory_on_demand_sets_preallocate_unless_the_user_did(monkeypatch):

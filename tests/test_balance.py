@@ -216,8 +216,10 @@ def test_balance_gpu_presets_train_under_the_full_randomization_stack(preset):
 
 def test_command_line_overrides_part_of_balance_randomization():
     overrides = ["env.randomization.push_velocity=0.5,1.5", "env.curriculum=true"]
-    config = run_config.validate(config_lib.apply_overrides(balance_experiment.get_config("cpu"), overrides), build=False)
+    config = config_lib.apply_overrides(balance_experiment.get_config("cpu"), overrides)
+    config = run_config.validate(config, build=False)
     env_config = envs.make_config("balance", **config.env)
     assert env_config.curriculum is True
-    assert env_config.randomization == R.RandomizationConfig(push_interval=R.GPU_PRESET.push_interval,
-                                                             push_velocity=(0.5, 1.5))
+    assert env_config.randomization == R.RandomizationConfig(
+        push_interval=R.GPU_PRESET.push_interval, push_velocity=(0.5, 1.5)
+    )

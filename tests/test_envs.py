@@ -208,9 +208,17 @@ def test_weighted_sum_skips_zero_weights():
     def exploding(*, ctrl):
         raise AssertionError("a zero-weight term was evaluated")
 
-    terms = {"forward_velocity": rewards.forward_velocity, "alive": rewards.alive, "ctrl_l2": rewards.ctrl_l2, "off": exploding}
-    context = {"com_before": jnp.zeros(3), "com_after": jnp.array([0.03, 0.0, 0.0]), "dt": 0.015, "ctrl": jnp.array([0.1, -0.2, 0.3])}
-    total, metrics = rewards.weighted_sum(terms, {"forward_velocity": 1.25, "alive": 5.0, "ctrl_l2": -0.1, "off": 0.0}, context)
+    terms = {"forward_velocity": rewards.forward_velocity, "alive": rewards.alive, "ctrl_l2": rewards.ctrl_l2,
+             "off": exploding}
+    context = {
+        "com_before": jnp.zeros(3),
+        "com_after": jnp.array([0.03, 0.0, 0.0]),
+        "dt": 0.015,
+        "ctrl": jnp.array([0.1, -0.2, 0.3]),
+    }
+    total, metrics = rewards.weighted_sum(
+        terms, {"forward_velocity": 1.25, "alive": 5.0, "ctrl_l2": -0.1, "off": 0.0}, context
+    )
     assert float(total) == pytest.approx(1.25 * 2.0 + 5.0 - 0.014, rel=1e-5)
     assert set(metrics) == {"reward/forward_velocity", "reward/alive", "reward/ctrl_l2"}
     assert float(metrics["reward/ctrl_l2"]) == pytest.approx(-0.014, rel=1e-5)
@@ -282,7 +290,8 @@ def test_sim_model_on_plain_mjcf(tmp_path):
     xml = tmp_path / "box.xml"
     xml.write_text(
         "<mujoco><worldbody><body name='box' pos='0 0 1'><freejoint/><geom size='0.1'/>"
-        "<site name='tip'/></body></worldbody><sensor><framepos name='p' objtype='site' objname='tip'/></sensor></mujoco>"
+        "<site name='tip'/></body></worldbody>"
+        "<sensor><framepos name='p' objtype='site' objname='tip'/></sensor></mujoco>"
     )
     model = jaxhum.sim.load_model(xml)
     assert model.id("body", "box") == 1 and model.id("site", "tip") == 0

@@ -30,7 +30,8 @@ CLI = pathlib.Path(__file__).with_name("slider_cli.py")  # experiments.humanoid_
 ITERATION = 16  # env steps per iteration: 4 envs x 4 steps
 TINY = [  # the config of test_resume.py, so the two share compiles through the persistent cache
     "--preset", "cpu", "--num-envs", "4", "--checkpoint-every", str(100 * ITERATION),
-    "--set", f"env_name={helpers.SLIDER_TASK}", "ppo.unroll_length=4", "ppo.num_minibatches=2", "ppo.num_updates_per_batch=1",
+    "--set", f"env_name={helpers.SLIDER_TASK}", "ppo.unroll_length=4", "ppo.num_minibatches=2",
+    "ppo.num_updates_per_batch=1",
     "ppo.policy_hidden_sizes=8", "ppo.value_hidden_sizes=8", "ppo.num_eval_envs=2",
     "env.episode_length=20", f"log_every={10 * ITERATION}", "keep_checkpoints=3", "eval_every=0",
 ]

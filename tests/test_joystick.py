@@ -111,7 +111,8 @@ def test_sample_command_ranges_zero_share_and_determinism():
     np.testing.assert_array_equal(again, cmd[7])
     never = jaxhum.envs.make_config("joystick", zero_command_share=0.0)
     always = jaxhum.envs.make_config("joystick", zero_command_share=1.0)
-    assert not np.any(np.all(np.asarray(jax.vmap(lambda k: joystick.sample_command(k, never))(keys[:200])) == 0, axis=1))
+    drawn = np.asarray(jax.vmap(lambda k: joystick.sample_command(k, never))(keys[:200]))
+    assert not np.any(np.all(drawn == 0, axis=1))
     np.testing.assert_array_equal(jax.vmap(lambda k: joystick.sample_command(k, always))(keys[:50]), 0.0)
 
 
@@ -277,7 +278,8 @@ def test_native_episode_follows_the_schedule_and_tracks_as_mjx(env, first_batch,
             mjx_mean = np.mean([float(s.metrics[name][i]) for s in rollout[:5]])
             assert native[name] == pytest.approx(mjx_mean, abs=SIM2SIM_ATOL), name
     # hand-derived: the errors of a step are |command - sensor| of the command it was taken under
-    errors = joystick.tracking_errors(np.float32([0.5, 0.1, -0.2]), np.float32([0.3, 9.0, 9.0]), np.float32([9, 9, 0.1]))
+    errors = joystick.tracking_errors(np.float32([0.5, 0.1, -0.2]), np.float32([0.3, 9.0, 9.0]),
+                                      np.float32([9, 9, 0.1]))
     assert errors["tracking/vx"] == pytest.approx(0.2) and errors["tracking/yaw"] == pytest.approx(0.3)
 
 
@@ -319,11 +321,12 @@ def test_reward_terms_hand_derived():
     vel = jnp.array([[0.3, 0.4], [1.0, 1.0]])
     assert float(rewards.feet_slip(foot_contact=jnp.array([1.0, 0.0]), foot_vel_xy=vel)) == pytest.approx(0.25)
     # phase: a miss of (0.03, -0.04) m -> |e|^2 = 0.0025; exp(-0.25)
-    assert float(rewards.feet_phase(foot_height=jnp.array([0.05, 0.0]),
-                                    target_foot_height=jnp.array([0.02, 0.04]))) == pytest.approx(np.exp(-0.25), rel=1e-5)
+    phase = rewards.feet_phase(foot_height=jnp.array([0.05, 0.0]), target_foot_height=jnp.array([0.02, 0.04]))
+    assert float(phase) == pytest.approx(np.exp(-0.25), rel=1e-5)
     dq, pw = jnp.array([0.1, -0.2, 0.5]), jnp.array([1.0, 0.5, 0.0])
     assert float(rewards.pose_deviation(joint_pos_error=dq, pose_weights=pw)) == pytest.approx(0.03)
-    assert float(rewards.stand_still(joint_pos_error=dq, command=jnp.zeros(3), moving_threshold=0.1)) == pytest.approx(0.8)
+    still = rewards.stand_still(joint_pos_error=dq, command=jnp.zeros(3), moving_threshold=0.1)
+    assert float(still) == pytest.approx(0.8)
     assert float(rewards.stand_still(joint_pos_error=dq, command=cmd, moving_threshold=0.1)) == 0.0
     assert float(rewards.termination(fell=jnp.array(True))) == 1.0
     assert float(rewards.termination(fell=jnp.array(False))) == 0.0

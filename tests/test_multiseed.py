@@ -110,7 +110,9 @@ def humanoid_vmap(tmp_path_factory) -> pathlib.Path:
     return out
 
 
-@pytest.mark.parametrize("task", ["humanoid_run", helpers.SLIDER_TASK])
+# humanoid_run's 2-seed program takes ~3.5 min to compile on 2 cores: full tier (`pytest --full`);
+# the slider's run checks the same directory layout on every run.
+@pytest.mark.parametrize("task", [pytest.param("humanoid_run", marks=pytest.mark.full), helpers.SLIDER_TASK])
 def test_seed_directories_are_complete_one_seed_runs(task, request):
     root, loop, _, _ = request.getfixturevalue("trained")
     vmap = request.getfixturevalue("humanoid_vmap") if task == "humanoid_run" else root / "vmap"

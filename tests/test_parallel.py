@@ -14,7 +14,7 @@ The runs compared train the slider: how a run is split over devices and processe
 trainer's (env batch sharding, gradient all-reduce, normaliser statistics, metric means), the
 same for every task, and the slider compiles in seconds where each humanoid_run program set
 took minutes. humanoid_run, the MJX program the mesh is for, trains on the 2-device mesh:
-sharded the same way, finite, each program compiled once.
+sharded the same way, finite, each program compiled once (full tier: `pytest --full`).
 Tolerance: splitting the batch changes the order of float32 sums (the gradient all-reduce,
 normaliser statistics, metric means), so the sharded run matches to rtol 1e-4 / atol 1e-5 on
 the metrics of the first iteration and 1e-3 on the parameters after 3 iterations (a chaotic
@@ -47,14 +47,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def sharded(subprocess_env, tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("sharded") / "out.json"
+def _two_device_worker(subprocess_env, out: pathlib.Path, *args: str) -> dict:
     env = dict(subprocess_env, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    proc = subprocess.run([sys.executable, str(WORKER), str(out)], env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, str(WORKER), str(out), *args], env=env, capture_output=True, text=True,
                           timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def sharded(subprocess_env, tmp_path_factory) -> dict:
+    return _two_device_worker(subprocess_env, tmp_path_factory.mktemp("sharded") / "out.json")
 
 
 def _assert_close(a: dict, b: dict, rtol: float, atol: float) -> None:
@@ -72,13 +75,15 @@ def test_sharded_run_equals_single_device_run(sharded):
     assert all(np.isfinite(v) for row in split["metrics"] for v in row.values())
 
 
-def test_humanoid_trains_on_the_mesh(sharded):
-    humanoid = sharded["humanoid"]
+@pytest.mark.full  # ~2.5 min of humanoid_run compiles; the slider tests above check the same sharding
+def test_humanoid_trains_on_the_mesh(subprocess_env, tmp_path):
+    humanoid = _two_device_worker(subprocess_env, tmp_path / "out.json", "humanoid_run")["humanoid"]
     assert humanoid["shardings"] == {"obs": ["data"], "obs_devices": 2, "params_replicated": True,
                                      "local_env_rows": 4}
     assert len(humanoid["metrics"]) == 3 and "train/episode_reward" in humanoid["metrics"][0]
     assert all(np.isfinite(v) for row in humanoid["metrics"] for v in row.values())
     assert all(np.isfinite(v) for v in humanoid["eval"].values()) and all(np.isfinite(humanoid["params"][0]))
+    assert humanoid["compiles"] == {"_iteration": 1, "_evaluate": 1}
 
 
 def test_two_processes_agree_through_jax_distributed(sharded, subprocess_env, tmp_path):
@@ -108,7 +113,6 @@ def test_programs_precompiled_from_sharded_shapes_are_the_ones_the_run_calls(sha
     from `jax.eval_shape` of init (shardings included) are reused: each compiles once."""
     assert sharded["precompiled"]["compiles"] == {"_iteration": 1, "_evaluate": 1}
     assert sharded["sharded"]["compiles"] == {"_iteration": 1, "_evaluate": 1}  # without precompiling
-    assert sharded["humanoid"]["compiles"] == {"_iteration": 1, "_evaluate": 1}
 
 
 def test_make_mesh_checks_the_device_count():

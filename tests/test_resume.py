@@ -37,7 +37,8 @@ ITERATION = 16  # env steps per iteration: 4 envs x 4 steps
 TOTAL = 600 * ITERATION
 TINY = [
     "--preset", "cpu", "--num-envs", "4", "--num-timesteps", str(TOTAL), "--checkpoint-every", str(100 * ITERATION),
-    "--set", f"env_name={helpers.SLIDER_TASK}", "ppo.unroll_length=4", "ppo.num_minibatches=2", "ppo.num_updates_per_batch=1",
+    "--set", f"env_name={helpers.SLIDER_TASK}", "ppo.unroll_length=4", "ppo.num_minibatches=2",
+    "ppo.num_updates_per_batch=1",
     "ppo.policy_hidden_sizes=8", "ppo.value_hidden_sizes=8", "ppo.num_eval_envs=2",
     "env.episode_length=20", f"log_every={10 * ITERATION}", "keep_checkpoints=3",
 ]

@@ -2,7 +2,8 @@
 
 import dataclasses
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import chex
 import jax

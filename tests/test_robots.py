@@ -55,7 +55,8 @@ def idx(robot, sim):
 
 @pytest.fixture(scope="module")
 def rollout(robot, idx):
-    """Jitted (mjx model, mjx data, ctrls (HORIZON, nu)) -> qpos (HORIZON, nq), qvel, sensordata, contacts (HORIZON, 2)."""
+    """Jitted (mjx model, mjx data, ctrls (HORIZON, nu)) -> qpos (HORIZON, nq), qvel, sensordata,
+    contacts (HORIZON, 2)."""
 
     def run(model, data, ctrls):
         def control_step(d, ctrl):
@@ -136,7 +137,9 @@ def test_index_resolves_names_in_action_order(robot, sim, idx):
     for name, sl in sensors.items():
         s = m.sensor(name)
         assert (sl.start, sl.stop) == (m.sensor_adr[s.id], m.sensor_adr[s.id] + m.sensor_dim[s.id])
-        assert m.site(int(m.sensor_objid[s.id])).name == "imu" and m.site_bodyid[m.sensor_objid[s.id]] == idx.root_body_id
+        assert (
+            m.site(int(m.sensor_objid[s.id])).name == "imu" and m.site_bodyid[m.sensor_objid[s.id]] == idx.root_body_id
+        )
     assert idx.control_dt == pytest.approx(0.02) and m.opt.timestep == pytest.approx(0.004)
 
 

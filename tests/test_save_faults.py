@@ -90,7 +90,9 @@ def fault(stage: str, step: int) -> Iterator[list[str]]:
     def fake_open(file, mode="r", *args, **kwargs):
         name = os.fspath(file) if isinstance(file, (str, os.PathLike)) else ""
         writing = any(c in mode for c in "wax+")
-        hit = stage == "first_write" or (stage == "after_arrays" and name.endswith(f"state.orbax-checkpoint-tmp{os.sep}_METADATA"))
+        hit = stage == "first_write" or (
+            stage == "after_arrays" and name.endswith(f"state.orbax-checkpoint-tmp{os.sep}_METADATA")
+        )
         if writing and tmp in name and hit:
             failed.append(name)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), name)
@@ -109,8 +111,9 @@ def fault(stage: str, step: int) -> Iterator[list[str]]:
 
 
 @pytest.mark.parametrize("stage, code", [("first_write", "ENOSPC"), ("after_arrays", "ENOSPC"), ("commit", "EACCES")])
-def test_failed_save_stops_with_one_line_and_resume_is_exact(stage, code, shared_trainer, reference, tmp_path,
-                                                            capfd, caplog):
+def test_failed_save_stops_with_one_line_and_resume_is_exact(
+    stage, code, shared_trainer, reference, tmp_path, capfd, caplog
+):
     run_dir = tmp_path / "run"
     capfd.readouterr()
     with fault(stage, FAILING_STEP) as failed, caplog.at_level(logging.WARNING):
@@ -121,8 +124,9 @@ def test_failed_save_stops_with_one_line_and_resume_is_exact(stage, code, shared
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     assert status == 1, err
     assert "Traceback" not in err and err.count("\n") == 1, err
-    assert err.startswith(f"error: {run_dir / CHECKPOINT_DIR / str(FAILING_STEP)}: checkpoint could not be written "
-                          f"({code}: "), err
+    assert err.startswith(
+        f"error: {run_dir / CHECKPOINT_DIR / str(FAILING_STEP)}: checkpoint could not be written ({code}: "
+    ), err
     assert err.rstrip().endswith(f"the checkpoints saved before are intact; continue with --resume {run_dir}"), err
 
     # Only the first checkpoint exists; nothing half written is left for a resume to pick.

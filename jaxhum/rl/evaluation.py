@@ -9,7 +9,8 @@ after its first ``done``; every env contributes exactly one complete episode.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp

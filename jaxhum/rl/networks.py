@@ -27,7 +27,8 @@ Policy distribution: tanh-squashed diagonal Gaussian (the one brax PPO used to r
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import chex
 import flax.linen as nn

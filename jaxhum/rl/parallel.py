@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -160,7 +161,7 @@ class Precompile:
     def _compile(self, fn: Callable, args: tuple[Any, ...]) -> None:
         try:
             fn.lower(*args).compile()
-        except Exception as err:  # noqa: BLE001 - handed to the caller by wait()
+        except Exception as err:
             self.error = err
         finally:
             self._done.set()

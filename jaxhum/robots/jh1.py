@@ -65,7 +65,7 @@ GROUPS = (
     _G((r".*_knee",), kp=300.0, kd=6.0, torque_limit=139.0, action_scale=0.5, armature=0.025),
     _G((r".*_ankle_(pitch|roll)",), kp=200.0, kd=2.0, torque_limit=50.0, action_scale=0.25, armature=0.007),
     _G((r"waist_yaw",), kp=200.0, kd=5.0, torque_limit=88.0, action_scale=0.25, armature=0.010),
-    _G((r".*_(shoulder_(pitch|roll|yaw)|elbow)",), kp=40.0, kd=1.0, torque_limit=25.0, action_scale=0.5, armature=0.0036),
+    _G((r".*_(shoulder_(pitch|roll|yaw)|elbow)",), kp=40.0, kd=1.0, torque_limit=25.0, action_scale=0.5, armature=0.0036),  # noqa: E501
 )  # fmt: skip
 
 _SOLE = ("toe_in", "toe_out", "heel_in", "heel_out")

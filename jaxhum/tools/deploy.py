@@ -56,7 +56,7 @@ class Policy:
         self.obs_size = self.weights[0].shape[0]
 
     @classmethod
-    def load(cls, path: str) -> "Policy":
+    def load(cls, path: str) -> Policy:
         """Reads a policy.npz written by jaxhum.export."""
         with np.load(path, allow_pickle=False) as f:
             return cls({k: f[k] for k in f.files})

@@ -56,7 +56,9 @@ ROWS = (
 def format_table(report: dict[str, Any]) -> str:
     """The report as an aligned two-column table (tracking errors appended when present)."""
     rows = list(ROWS) + [(k, k, "") for k in sorted(report) if k.startswith("tracking/")]
-    lines = [f"{report['task']} checkpoint {report['checkpoint_step']}, {report['episodes']} episodes, seed {report['seed']}"]
+    lines = [
+        f"{report['task']} checkpoint {report['checkpoint_step']}, {report['episodes']} episodes, seed {report['seed']}"
+    ]
     for label, key, unit in rows:
         value = report.get(key)
         text = "n/a (no forward progress)" if value is None else f"{value:.4g} {unit}".rstrip()
@@ -67,8 +69,9 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m jaxhum.evaluate", description=__doc__.splitlines()[0],
-                            error_prefix="arguments: ")
+    parser = ArgumentParser(
+        prog="python -m jaxhum.evaluate", description=__doc__.splitlines()[0], error_prefix="arguments: "
+    )
     parser.add_argument("run_dir", type=str)
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)

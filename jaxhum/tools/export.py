@@ -93,25 +93,37 @@ def onnx_model(arrays: dict[str, np.ndarray]) -> Any:
     count = int(arrays["num_layers"])
     for i in range(count):
         y = f"dense_{i}"
-        nodes.append(helper.make_node("Gemm", [x, const(f"w{i}", arrays[f"w{i}"]), const(f"b{i}", arrays[f"b{i}"])], [y]))
+        nodes.append(
+            helper.make_node("Gemm", [x, const(f"w{i}", arrays[f"w{i}"]), const(f"b{i}", arrays[f"b{i}"])], [y])
+        )
         if i < count - 1:
             if str(arrays["activation"]) == _SWISH:
-                nodes += [helper.make_node("Sigmoid", [y], [f"sigmoid_{i}"]),
-                          helper.make_node("Mul", [y, f"sigmoid_{i}"], [f"act_{i}"])]
+                nodes += [
+                    helper.make_node("Sigmoid", [y], [f"sigmoid_{i}"]),
+                    helper.make_node("Mul", [y, f"sigmoid_{i}"], [f"act_{i}"]),
+                ]
             else:
                 nodes.append(helper.make_node("Tanh", [y], [f"act_{i}"]))
             y = f"act_{i}"
         x = y
     size = int(arrays["action_size"])
     nodes += [
-        helper.make_node("Slice", [x, const("loc_start", np.asarray([0], np.int64)),
-                                   const("loc_end", np.asarray([size], np.int64)),
-                                   const("loc_axis", np.asarray([1], np.int64))], ["loc"]),
+        helper.make_node(
+            "Slice",
+            [
+                x,
+                const("loc_start", np.asarray([0], np.int64)),
+                const("loc_end", np.asarray([size], np.int64)),
+                const("loc_axis", np.asarray([1], np.int64)),
+            ],
+            ["loc"],
+        ),
         helper.make_node("Tanh", ["loc"], ["action"]),
     ]
     obs_size = arrays["w0"].shape[0]
     graph = helper.make_graph(
-        nodes, "jaxhum_policy",
+        nodes,
+        "jaxhum_policy",
         [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", obs_size])],
         [helper.make_tensor_value_info("action", TensorProto.FLOAT, ["batch", size])],
         initializer=inits,
@@ -145,7 +157,8 @@ def policy_json(run: checkpoint.LoadedRun) -> dict[str, Any]:
         "action_size": env.action_size,
         "observation_layout": layout,
         "action": {
-            "mapping": "ctrl[actuator_order] = clip(ctrl_offset + ctrl_scale * clip(action, -1, 1), ctrl_min, ctrl_max)",
+            "mapping": "ctrl[actuator_order] = "
+            "clip(ctrl_offset + ctrl_scale * clip(action, -1, 1), ctrl_min, ctrl_max)",
             "ctrl_offset": np.asarray(spec.ctrl_offset).tolist(),
             "ctrl_scale": np.asarray(spec.ctrl_scale).tolist(),
             "ctrl_min": np.asarray(spec.ctrl_min).tolist(),
@@ -165,7 +178,10 @@ def export(run: checkpoint.LoadedRun, out: pathlib.Path) -> dict[str, pathlib.Pa
     import onnx
 
     if run.env.deploy is None or not run.env.observation_layout:
-        raise ExportError(f"env_name: task {run.config.env_name!r} does not describe its deployment (Env.deploy, Env.observation_layout)")
+        raise ExportError(
+            f"env_name: task {run.config.env_name!r} does not describe its deployment "
+            "(Env.deploy, Env.observation_layout)"
+        )
     arrays = policy_arrays(run)
     model = onnx_model(arrays)
     out.mkdir(parents=True, exist_ok=True)
@@ -184,8 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     use_memory_on_demand()  # before any device use: JAX would take 75% of the GPU
 
-    parser = ArgumentParser(prog="python -m jaxhum.export", description=__doc__.splitlines()[0],
-                            error_prefix="arguments: ")
+    parser = ArgumentParser(
+        prog="python -m jaxhum.export", description=__doc__.splitlines()[0], error_prefix="arguments: "
+    )
     parser.add_argument("run_dir", type=str)
     parser.add_argument("--out", type=str, required=True)
     parser.add_argument("--best", action="store_true", help="export best_checkpoint/ instead of the newest")

@@ -42,7 +42,9 @@ def check_gl() -> str:
     """Returns the backend after checking its library is installed (RenderError otherwise)."""
     backend = gl_backend()
     if not ctypes.util.find_library(_LIBRARIES[backend]):
-        raise RenderError(f"video: no {_LIBRARIES[backend]} library for offscreen rendering (MUJOCO_GL={backend}); {INSTALL_HINT}")
+        raise RenderError(
+            f"video: no {_LIBRARIES[backend]} library for offscreen rendering (MUJOCO_GL={backend}); {INSTALL_HINT}"
+        )
     return backend
 
 
@@ -115,8 +117,9 @@ def render_frames(model: Any, qpos: np.ndarray, height: int = 240, width: int = 
     return frames
 
 
-def write_video(model: Any, qpos: np.ndarray, path: str | os.PathLike, fps: float,
-                height: int = 240, width: int = 320) -> None:
+def write_video(
+    model: Any, qpos: np.ndarray, path: str | os.PathLike, fps: float, height: int = 240, width: int = 320
+) -> None:
     """Renders qpos (T, nq) and writes an H.264 MP4 at `fps` frames per second."""
     import imageio.v2 as imageio
 

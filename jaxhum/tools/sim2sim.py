@@ -149,8 +149,12 @@ def compare(run: checkpoint.LoadedRun, policy: Any, episodes: int, seed: int,
 
 
 def format_table(report: dict[str, Any]) -> str:
-    lines = [f"{report['task']} checkpoint {report['checkpoint_step']}, {report['episodes']} episodes, seed {report['seed']}",
-             f"  {'':<20} {'MJX':>10} {'MuJoCo':>10}"]
+    lines = [
+        f"{report['task']} checkpoint {report['checkpoint_step']}, {report['episodes']} episodes, "
+        f"seed {report['seed']}",
+        f"  {'':<20} {'MJX':>10} {'MuJoCo':>10}",
+    ]
+
     def text(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.4g}"
 
@@ -166,13 +170,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     use_memory_on_demand()  # before any device use: JAX would take 75% of the GPU
 
-    parser = ArgumentParser(prog="python -m jaxhum.sim2sim", description=__doc__.splitlines()[0],
-                            error_prefix="arguments: ")
+    parser = ArgumentParser(
+        prog="python -m jaxhum.sim2sim", description=__doc__.splitlines()[0], error_prefix="arguments: "
+    )
     parser.add_argument("run_dir", type=str)
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--best", action="store_true")
-    parser.add_argument("--export", type=str, default=None, help="an export directory to use instead of (re)writing RUN_DIR/export, which is replaced on every run")
+    parser.add_argument(
+        "--export",
+        type=str,
+        default=None,
+        help="an export directory to use instead of (re)writing RUN_DIR/export, which is replaced on every run",
+    )
     try:
         args = parser.parse_args(argv)
         run_dir = run_dir_arg(args.run_dir)

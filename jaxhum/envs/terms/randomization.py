@@ -138,16 +138,21 @@ class RandomizationConfig:
             elif not r[0] >= low:
                 raise ValueError(f"randomization.{name}: must be >= {low}, got {tuple(r)}")
         if (self.push_interval is None) != (self.push_velocity is None):
-            raise ValueError("randomization.push_velocity: push_interval and push_velocity are set together (or neither)")
+            raise ValueError(
+                "randomization.push_velocity: push_interval and push_velocity are set together (or neither)")
         for name in ("obs_lag", "action_latency"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"randomization.{name}: must be an int >= 0, got {v!r}")
         if self.obs_noise_type not in NOISE_TYPES:
-            raise ValueError(f"randomization.obs_noise_type: must be one of {', '.join(NOISE_TYPES)}, got {self.obs_noise_type!r}")
+            raise ValueError(
+                f"randomization.obs_noise_type: must be one of {', '.join(NOISE_TYPES)}, got {self.obs_noise_type!r}"
+            )
         for term, scale in self.obs_noise.items():
             if observation_terms is not None and term not in observation_terms:
-                raise ValueError(f"randomization.obs_noise.{term}: unknown observation term; known: {', '.join(observation_terms)}")
+                raise ValueError(
+                    f"randomization.obs_noise.{term}: unknown observation term; known: {', '.join(observation_terms)}"
+                )
             if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale >= 0):
                 raise ValueError(f"randomization.obs_noise.{term}: must be a finite number >= 0, got {scale!r}")
 
@@ -161,8 +166,13 @@ class RandomizationConfig:
 
     @property
     def any_on(self) -> bool:
-        return (self.physics_on or self.pushes_on or self.obs_lag > 0 or self.action_latency > 0
-                or any(v > 0 for v in self.obs_noise.values()))
+        return (
+            self.physics_on
+            or self.pushes_on
+            or self.obs_lag > 0
+            or self.action_latency > 0
+            or any(v > 0 for v in self.obs_noise.values())
+        )
 
 
 # Ranges a robot task's gpu preset turns on (README: "Domain randomization"); close to what
@@ -178,10 +188,15 @@ GPU_PRESET = RandomizationConfig(
     kp_scale=(0.9, 1.1),
     kd_scale=(0.9, 1.1),
     motor_strength=(0.9, 1.1),
-    obs_noise=FrozenMapping({
-        "joint_pos_from_home": 0.01, "joint_vel": 1.5, "gravity_in_imu": 0.05,
-        "imu_linear_velocity": 0.1, "imu_angular_velocity": 0.2,
-    }),
+    obs_noise=FrozenMapping(
+        {
+            "joint_pos_from_home": 0.01,
+            "joint_vel": 1.5,
+            "gravity_in_imu": 0.05,
+            "imu_linear_velocity": 0.1,
+            "imu_angular_velocity": 0.2,
+        }
+    ),
     obs_lag=1,
     action_latency=1,
     push_interval=(5.0, 10.0),
@@ -326,8 +341,11 @@ def set_native(mj_model: mujoco.MjModel, params: Mapping[str, Any]) -> None:
 
 def noise_scales(config: RandomizationConfig, layout: Sequence[tuple[str, int]]) -> np.ndarray:
     """(obs_size,) per-entry noise scale from the per-term `config.obs_noise` and the layout."""
-    return np.concatenate([np.full((size,), float(config.obs_noise.get(name, 0.0)), np.float32)
-                           for name, size in layout]) if layout else np.zeros((0,), np.float32)
+    return (
+        np.concatenate([np.full((size,), float(config.obs_noise.get(name, 0.0)), np.float32) for name, size in layout])
+        if layout
+        else np.zeros((0,), np.float32)
+    )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -430,8 +448,9 @@ class Randomizer:
         r["action_buffer"] = buf
         return buf[r["action_latency"]], {**info, "randomization": r}
 
-    def push(self, data: mjx.Data, info: dict[str, Any],
-             scale: jax.Array | None = None) -> tuple[mjx.Data, jax.Array, dict[str, Any]]:
+    def push(
+        self, data: mjx.Data, info: dict[str, Any], scale: jax.Array | None = None
+    ) -> tuple[mjx.Data, jax.Array, dict[str, Any]]:
         """Counts down to the next kick; on its step adds v (cos t, sin t, 0) to the root's velocity.
 
         Returns the data, the kick's magnitude v (() float32; 0 on steps without a kick) and info.
@@ -452,7 +471,7 @@ class Randomizer:
         angle = jax.random.uniform(k_dir, (), jnp.float32, 0.0, 2.0 * jnp.pi)
         kick = magnitude * jnp.stack([jnp.cos(angle), jnp.sin(angle)])
         d0 = self.nominal.root_dof
-        qvel = data.qvel.at[d0:d0 + 2].add(kick.astype(data.qvel.dtype))
+        qvel = data.qvel.at[d0 : d0 + 2].add(kick.astype(data.qvel.dtype))
         r.update(key=key, push_countdown=jnp.where(kick_now, self._interval_steps(k_next), countdown))
         return data.replace(qvel=qvel), magnitude, {**info, "randomization": r}
 

@@ -57,7 +57,9 @@ def action_rate_l2(*, action: jax.Array, last_action: jax.Array) -> jax.Array:
     return jnp.sum(jnp.square(action - last_action))
 
 
-def check_weights(terms: Mapping[str, RewardTerm], weights: Mapping[str, float], *, field: str = "reward_weights") -> None:
+def check_weights(
+    terms: Mapping[str, RewardTerm], weights: Mapping[str, float], *, field: str = "reward_weights"
+) -> None:
     """Raises ValueError naming `field` if `weights` names a term that is not in `terms`."""
     unknown = sorted(set(weights) - set(terms))
     if unknown:
@@ -69,9 +71,7 @@ def check_weights(terms: Mapping[str, RewardTerm], weights: Mapping[str, float],
 
 def _needed_kwargs(fn: Callable[..., Any]) -> tuple[str, ...]:
     return tuple(
-        name
-        for name, p in inspect.signature(fn).parameters.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
+        name for name, p in inspect.signature(fn).parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
     )
 
 
@@ -80,7 +80,9 @@ def call_term(fn: Callable[..., jax.Array], context: Mapping[str, Any]) -> jax.A
     names = _needed_kwargs(fn)
     missing = [n for n in names if n not in context]
     if missing:
-        raise ValueError(f"term {fn.__name__} needs {missing}, which the task does not provide; it provides {sorted(context)}")
+        raise ValueError(
+            f"term {fn.__name__} needs {missing}, which the task does not provide; it provides {sorted(context)}"
+        )
     return fn(**{n: context[n] for n in names})
 
 
@@ -187,8 +189,15 @@ def energy(*, torque: jax.Array, joint_vel: jax.Array) -> jax.Array:
     return jnp.sum(jnp.abs(torque * joint_vel))
 
 
-def feet_air_time(*, air_time: jax.Array, first_contact: jax.Array, command: jax.Array,
-                  air_time_threshold: float, air_time_max: float, moving_threshold: float) -> jax.Array:
+def feet_air_time(
+    *,
+    air_time: jax.Array,
+    first_contact: jax.Array,
+    command: jax.Array,
+    air_time_threshold: float,
+    air_time_max: float,
+    moving_threshold: float,
+) -> jax.Array:
     """Pays each foot's swing duration at touchdown: sum_f (clip(t_f, 0, max) - threshold) * touchdown_f,
     only while the planar-and-yaw command norm exceeds `moving_threshold` (standing earns nothing).
 
