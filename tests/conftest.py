@@ -26,6 +26,46 @@ SLOWEST_FIRST = (
 # test's cases all belong). The default run holds these and the rest; `--full` adds the tests
 # marked `full` (slow end-to-end repeats of what cheaper tests check: see each one's reason).
 QUICK = (
+    # config, run config, schema; losses, networks, normalisation; the run log; checkpoints
+    "test_config.py", "test_rl_losses.py", "test_rl_networks.py", "test_rl_normalization.py",
+    "test_run_log.py", "test_checkpoint.py",
+    # PPO's iteration and evaluation, curriculum rule, non-finite handling, the golden trainer
+    "test_rl_train.py::test_iteration_shapes_finite_compiles_once_and_is_deterministic",
+    "test_rl_train.py::test_evaluate_leaves_key_and_reports_terms",
+    "test_curriculum.py::test_update_rule", "test_curriculum.py::test_a_task_must_provide_the_levels_it_declares",
+    "test_nonfinite.py::test_ppo_iteration_with_a_planted_nan_stays_finite",
+    "test_asymmetric_critic.py::test_symmetric_training_is_unchanged",
+    # the training loop (a point-mass run), precompile, sharding's device check, bad input
+    "test_runner.py::test_a_run_says_what_it_compiles_and_its_eta_leaves_out_compiling",
+    "test_runner.py::test_precompile_compiles_from_shapes_in_the_background_and_reports_errors",
+    "test_parallel.py::test_make_mesh_checks_the_device_count",
+    "test_bad_input.py::test_inf_stop_at_eval_return_is_still_accepted",
+    "test_bad_input.py::test_resume_completes_a_saved_partial_env",
+    "test_finetune.py::test_missing_or_empty_source_is_refused",
+    # sim, robots, the robot-task skeleton, every task's terms
+    "test_envs.py::test_sim_model_on_plain_mjcf", "test_envs.py::test_weighted_sum_skips_zero_weights",
+    "test_envs.py::test_config_is_frozen", "test_envs.py::test_reset_is_deterministic_and_noisy",
+    "test_envs.py::test_to_brax_runs_under_brax_training_wrappers", "test_robots.py::test_index_resolves_names_in_action_order",
+    "test_robots.py::test_native_foot_contacts_home_and_lifted",
+    "test_robot_task.py::test_sizes_and_fields", "test_robot_task.py::test_no_task_module_imports_another",
+    "test_walk.py::test_reward_terms_hand_derived", "test_walk.py::test_config_errors_name_the_field",
+    "test_joystick.py::test_next_command_resamples_every_n_steps_from_the_key",
+    "test_joystick.py::test_target_foot_height_and_pose_weights",
+    "test_balance.py::test_balance_is_joystick_with_zero_commands_and_pushes",
+    "test_balance.py::test_push_scale_multiplies_the_drawn_magnitude",
+    "test_randomization.py::test_dotted_overrides_reach_the_randomization_config",
+    "test_randomization.py::test_bad_settings_are_one_line_errors_naming_the_field",
+    # after training: a tiny run evaluated, exported, run with numpy alone and in native MuJoCo; plots
+    "test_after_training.py::test_summarize_against_hand_numbers", "test_after_training.py::test_evaluation_report",
+    "test_after_training.py::test_deploy_runs_with_numpy_alone",
+    "test_after_training.py::test_sim2sim_native_mujoco_matches_mjx",
+    "test_after_training.py::test_video_frames_are_rendered",
+    "test_after_training.py::test_plot_of_a_run_that_evaluated_only_at_its_end",
+    "test_after_training.py::test_every_tool_asks_for_gpu_memory_on_demand_before_parsing",
+    "test_robustness.py::test_cell_config_fixes_the_cells_values",
+    # the job service: its schema and its refusals
+    "test_jobs.py::test_schema_lists_every_override_with_its_type_and_default",
+    "test_jobs.py::test_bad_requests_are_refused_before_any_process_starts",
 )
 
 
