@@ -45,7 +45,8 @@ QUICK = (
     # sim, robots, the robot-task skeleton, every task's terms
     "test_envs.py::test_sim_model_on_plain_mjcf", "test_envs.py::test_weighted_sum_skips_zero_weights",
     "test_envs.py::test_config_is_frozen", "test_envs.py::test_reset_is_deterministic_and_noisy",
-    "test_envs.py::test_to_brax_runs_under_brax_training_wrappers", "test_robots.py::test_index_resolves_names_in_action_order",
+    "test_envs.py::test_to_brax_runs_under_brax_training_wrappers",
+    "test_robots.py::test_index_resolves_names_in_action_order",
     "test_robots.py::test_native_foot_contacts_home_and_lifted",
     "test_robot_task.py::test_sizes_and_fields", "test_robot_task.py::test_no_task_module_imports_another",
     "test_walk.py::test_reward_terms_hand_derived", "test_walk.py::test_config_errors_name_the_field",
