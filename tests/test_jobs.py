@@ -42,11 +42,14 @@ DEADLINE_S = 240  # the longest any single wait may take (a cold compile on a bu
 # ----------------------------------------------------------------------------- HTTP and server
 
 
-def call(base: str, method: str, path: str, body=None, raw: bytes | None = None):
-    """(status, headers, parsed JSON or bytes) of one request to 127.0.0.1; errors are returned."""
+def call(base: str, method: str, path: str, body=None, raw: bytes | None = None, headers: dict | None = None):
+    """(status, headers, parsed JSON or bytes) of one request to 127.0.0.1; errors are returned.
+
+    `raw` may be an iterable of bytes: sent chunked, without a Content-Length.
+    """
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(base + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data is not None else {})
+    sent = {"Content-Type": "application/json"} if data is not None else {}
+    req = urllib.request.Request(base + path, data=data, method=method, headers={**sent, **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             status, headers, payload = resp.status, dict(resp.headers), resp.read()
@@ -75,10 +78,11 @@ def free_port() -> int:
 
 
 class Server:
-    """`python -m jaxhum.jobs` on a free port over one data directory."""
+    """`python -m jaxhum.jobs` on a free port over one data directory (`args`: more flags;
+    `token`: sent as `Authorization: Bearer` by `__call__`)."""
 
-    def __init__(self, data: pathlib.Path, env: dict[str, str]):
-        self.data, self.env = data, env
+    def __init__(self, data: pathlib.Path, env: dict[str, str], args: tuple[str, ...] = (), token: str | None = None):
+        self.data, self.env, self.args, self.token = data, env, args, token
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -87,7 +91,7 @@ class Server:
         self.output = open(self.data.parent / "server.out", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jaxhum.jobs", "--port", str(self.port), "--data", str(self.data),
-             "--stop-timeout", str(DEADLINE_S)],
+             "--stop-timeout", str(DEADLINE_S), *self.args],
             env=self.env, stdout=self.output, stderr=subprocess.STDOUT)
 
         def healthy():
@@ -108,7 +112,8 @@ class Server:
             self.output.close()
 
     def __call__(self, method: str, path: str, body=None, raw: bytes | None = None):
-        return call(self.base, method, path, body, raw)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        return call(self.base, method, path, body, raw, headers)
 
     def job(self, job_id: str) -> dict:
         status, _, payload = self("GET", f"/jobs/{job_id}")
@@ -220,6 +225,67 @@ def test_bad_requests_are_refused_before_any_process_starts(server):
     status, _, payload = server("GET", "/jobs")
     assert (status, payload) == (200, [])
     assert runs(server) == set()
+
+
+def test_out_of_range_and_oversized_input_is_refused_not_a_500(server):
+    """The default limits; integers past SQLite's 64 bits once overflowed the job table (a 500)."""
+    ok = {"task": "humanoid_run", "policy_type": "PPO", "num_iterations": 2, "preset": "cpu", "overrides": TINY}
+    post = lambda body=None, raw=None: server("POST", "/reinforcement-learning", body, raw)  # noqa: E731
+    length = {k: v for k, v in ok.items() if k != "num_iterations"}
+
+    # The request's own integers: 422 naming the field (seeds past 2**32 - 1 would alias smaller ones).
+    for body, field in (({**ok, "seed": 2**70}, "seed"), ({**ok, "seed": 2**32}, "seed"),
+                        ({**length, "num_timesteps": 2**70}, "num_timesteps"),
+                        ({**length, "num_iterations": 2**64}, "num_iterations")):
+        status, _, payload = post(body)
+        assert status == 422 and [e["loc"] for e in payload["detail"]] == [["body", field]], (body, payload)
+    status, _, payload = post(raw=b'{"task": "humanoid_run", "seed": 1' + b"0" * 5000 + b"}")  # past int() text
+    assert (status, payload) == (400, {"detail": "There was an error parsing the body"})
+
+    # Integers in overrides, either form, list items too: 400 naming the override.
+    for overrides, field in (({"ppo.num_envs": 2**70}, "ppo.num_envs"), ([*TINY, f"log_every={2**70}"], "log_every"),
+                             ([*TINY, f"ppo.policy_hidden_sizes=8,{-2**63 - 1}"], "ppo.policy_hidden_sizes"),
+                             ([*TINY, "seed_like=" + "9" * 5000], "seed_like")):
+        status, _, payload = post({**ok, "overrides": overrides})
+        assert status == 400 and payload["detail"].startswith(f"{field}: integers must be in "), payload
+        assert len(payload["detail"]) < 200, payload
+
+    # The operator's limits (defaults: --max-envs 65536, --max-seeds 16, --max-timesteps 10**10).
+    for body, message in (
+        ({**ok, "overrides": [*TINY, "ppo.num_envs=131072"]},
+         "ppo.num_envs: must be at most 65536 on this server (--max-envs), got 131072"),
+        ({**ok, "overrides": [*TINY, "num_seeds=17"]}, "num_seeds: must be at most 16 on this server (--max-seeds)"),
+        ({**length, "num_timesteps": 10**10 + 1},
+         "num_timesteps: a run may train at most 10000000000 env steps on this server (--max-timesteps)"),
+        ({**length, "num_iterations": 10**9}, "num_iterations: a run may train at most 10000000000 env steps"),
+        ({**ok, "seed": 2**32 - 1, "overrides": [*TINY, "num_seeds=2"]},
+         "num_seeds: must be at most 1 with seed 4294967295"),
+    ):
+        status, _, payload = post(body)
+        assert status == 400 and payload["detail"].startswith(message), (body, payload)
+    status, _, payload = post({**ok, "overrides": [f"log_every={16 * (i + 1)}" for i in range(257)]})
+    assert (status, payload["detail"]) == (
+        413, "overrides: must be at most 256 items on this server (--max-overrides), got 257"), payload
+
+    # A body over --max-body-bytes (default 64 KiB): 413 by its Content-Length, or once the
+    # bytes received pass the limit (chunked).
+    big = json.dumps({**ok, "overrides": [*TINY, "x=" + "y" * 200_000]}).encode()
+    status, _, payload = post(raw=big)
+    assert (status, payload["detail"]) == (
+        413, f"body: must be at most 65536 bytes on this server (--max-body-bytes), got Content-Length {len(big)}")
+    status, _, payload = post(raw=(big[i:i + 8192] for i in range(0, len(big), 8192)))
+    assert status == 413 and payload["detail"].endswith("(--max-body-bytes), got more than 65536 bytes"), payload
+
+    # Errors quote at most a short excerpt of the input (FastAPI's own 422 echoes it whole).
+    long = "z" * 50_000
+    for body, status_code in (({**ok, "num_iterations": long}, 422), ({**ok, "num_timesteps": 3, "x": long}, 422),
+                              ({**ok, long: 1}, 422), ({**ok, "task": long}, 400), ({**ok, "preset": long}, 400),
+                              ({**ok, "overrides": [f"ppo.learning_rate={long}"]}, 400),
+                              ({**ok, "overrides": [f"{long}=1"]}, 400), ({**ok, "overrides": [long]}, 400)):
+        status, _, payload = post(body)
+        assert status == status_code and len(json.dumps(payload)) < 2000, (status, json.dumps(payload)[:500])
+    assert server("GET", f"/logs/{uuid.uuid4().hex}.log?offset={2**70}")[0] == 422
+    assert runs(server) == set() and server("GET", "/jobs")[2] == []
 
 
 def test_bad_command_lines_are_one_line_errors(server):
@@ -339,8 +405,11 @@ def test_resume_and_a_server_restart_lose_no_job(server, jobs):
     status, _, payload = server("POST", f"/jobs/{jobs['c']}/resume")
     assert status == 409 and "no checkpoint" in payload["detail"], payload
 
-    # B continues from its checkpoint, to a new (short) length, and succeeds.
+    # B continues from its checkpoint, to a new (short) length, and succeeds; not to one it has reached.
     stopped_at = b["step"]
+    status, _, payload = server("POST", f"/jobs/{jobs['b']}/resume", {"num_timesteps": stopped_at})
+    assert status == 409 and payload["detail"].startswith("num_timesteps: the job has reached step "), payload
+    assert int(payload["detail"].split("step ")[1].split(";")[0]) >= stopped_at, payload
     status, _, payload = server("POST", f"/jobs/{jobs['b']}/resume",
                                 {"num_iterations": stopped_at // STEPS_PER_ITERATION + 3})
     assert status == 200 and payload["status"] == "running", payload

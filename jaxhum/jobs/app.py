@@ -8,12 +8,14 @@
     POST /jobs/{id}/cancel           SIGTERM: the run saves a checkpoint and stops -> cancelled
     POST /jobs/{id}/resume           continue a cancelled/failed/resumable job from its checkpoint
     GET  /schema                     JSON Schema of the run config: every field `overrides` may set
-    GET  /health
+    GET  /health                     open without the token
 
-Errors are `{"detail": ...}`: 422 for malformed JSON or wrong types, 400 with one line
-`<field>: <constraint>` for a request the runner or the service refuses (checked in-process
-before any process starts), 404 for an unknown job or log, 409 for a request the job's status
-does not allow, 416 for a log offset past the log's end.
+Errors are `{"detail": ...}`: 422 for malformed JSON, wrong types or a number out of its range,
+400 with one line `<field>: <constraint>` for a request the runner or the service refuses
+(checked in-process before any process starts; the operator's `Limits` included), 401 without
+the bearer token (when the server has one), 404 for an unknown job or log, 409 for a request the
+job's status or progress does not allow, 413 for a body or an `overrides` over the limits, 416
+for a log offset past the log's end. An error quotes at most a short excerpt of the input.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ from typing import Annotated, Any
 
 import fastapi
 import pydantic
-from fastapi import responses
+from fastapi import encoders, exceptions, responses
 
+from jaxhum.jobs import guards
+from jaxhum.jobs import limits as limits_lib
 from jaxhum.jobs import tasks as tasks_lib
+from jaxhum.jobs.limits import Limits, cut, excerpt, short_input
 from jaxhum.jobs.manager import Conflict, Manager
 from jaxhum.jobs.store import ACTIVE, STATUSES, Job, Store
 
@@ -42,7 +47,10 @@ __all__ = ["create_app"]
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _LOG_CHUNK = 1 << 20  # bytes per log response, so a reply stays bounded
-_StrictPositive = Annotated[int, pydantic.Field(strict=True, gt=0)]
+_LINE_CHARS = 300  # the most of a refusal's one line a reply carries (the runner's may quote a value)
+_Timesteps = Annotated[int, pydantic.Field(strict=True, ge=1, le=limits_lib.TIMESTEPS_MAX)]
+_Iterations = Annotated[int, pydantic.Field(strict=True, ge=1, le=limits_lib.ITERATIONS_MAX)]
+_Seed = Annotated[int, pydantic.Field(strict=True, ge=0, le=limits_lib.SEED_MAX)]
 _OverrideValue = str | bool | int | float | list[str | bool | int | float]
 
 
@@ -53,10 +61,11 @@ class TrainRequest(pydantic.BaseModel):
 
     task: str = pydantic.Field(description="experiment name, e.g. humanoid_run")
     policy_type: str = pydantic.Field(description="the algorithm: PPO")
-    num_iterations: _StrictPositive | None = pydantic.Field(
+    num_iterations: _Iterations | None = pydantic.Field(
         None, description="training iterations of num_envs * unroll_length env steps each")
-    num_timesteps: _StrictPositive | None = pydantic.Field(None, description="env steps to train for")
-    seed: Annotated[int, pydantic.Field(strict=True, ge=0)] | None = None
+    num_timesteps: _Timesteps | None = pydantic.Field(
+        None, description="env steps to train for (at most the server's --max-timesteps)")
+    seed: _Seed | None = pydantic.Field(None, description=f"the run's seed, in [0, {limits_lib.SEED_MAX}]")
     preset: str | None = pydantic.Field(None, description="config preset (default: by the machine's accelerator)")
     overrides: list[str] | dict[str, _OverrideValue] = pydantic.Field(
         default_factory=list,
@@ -74,8 +83,9 @@ class ResumeRequest(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid")
 
-    num_iterations: _StrictPositive | None = None
-    num_timesteps: _StrictPositive | None = None
+    num_iterations: _Iterations | None = None
+    num_timesteps: _Timesteps | None = pydantic.Field(
+        None, description="past the step the job reached, at most the server's --max-timesteps")
 
     @pydantic.model_validator(mode="after")
     def _at_most_one(self) -> ResumeRequest:
@@ -130,7 +140,22 @@ def _log_link(request: fastapi.Request, job_id: str) -> str:
 
 
 def _bad(err: Exception) -> fastapi.HTTPException:
-    return fastapi.HTTPException(400, str(err))
+    line = str(err)
+    return fastapi.HTTPException(400, line if len(line) <= _LINE_CHARS else line[:_LINE_CHARS - 3] + "...")
+
+
+async def _validation_error(request: fastapi.Request, exc: exceptions.RequestValidationError) -> responses.Response:
+    """FastAPI's 422 (the list of errors in `detail`), with each error's `input` and `loc`
+    quoting at most a short excerpt of the request: the default echoes the input whole."""
+    del request
+    errors = []
+    for error in exc.errors():
+        error = dict(error)
+        if "input" in error:
+            error["input"] = short_input(error["input"])
+        error["loc"] = [cut(p) if isinstance(p, str) else p for p in error.get("loc", ())]  # e.g. an unknown key
+        errors.append(error)
+    return responses.JSONResponse(status_code=422, content={"detail": encoders.jsonable_encoder(errors)})
 
 
 @functools.lru_cache(maxsize=1)
@@ -143,9 +168,13 @@ def _jobs_backend(env: tuple[tuple[str, str], ...]) -> str:
 
 
 def create_app(data_dir: str | os.PathLike, max_concurrent: int = 1, stop_timeout: float = 60.0,
-               env: Mapping[str, str] | None = None) -> fastapi.FastAPI:
+               env: Mapping[str, str] | None = None, limits: Limits | None = None,
+               token: str | None = None) -> fastapi.FastAPI:
     """The service over `data_dir` (jobs.sqlite3, runs/, logs/); jobs start with `env`
-    (default: the server's environment)."""
+    (default: the server's environment; never the token's variable). Requests are held to
+    `limits` (default: `Limits()`); with a `token`, every route but /health needs
+    `Authorization: Bearer <token>`."""
+    limits = Limits() if limits is None else limits
     # The server validates configs and may build tasks in-process: keep its JAX on the CPU,
     # whatever accelerator the jobs will use.
     import jax
@@ -153,6 +182,8 @@ def create_app(data_dir: str | os.PathLike, max_concurrent: int = 1, stop_timeou
     jax.config.update("jax_platforms", "cpu")
     data_dir = pathlib.Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    # The jobs never see the token.
+    env = {k: v for k, v in (os.environ if env is None else env).items() if k != limits_lib.TOKEN_ENV}
     known = tasks_lib.discover()
     manager = Manager(Store(data_dir), data_dir, known, max_concurrent=max_concurrent,
                       stop_timeout=stop_timeout, env=env)
@@ -168,7 +199,11 @@ def create_app(data_dir: str | os.PathLike, max_concurrent: int = 1, stop_timeou
     app = fastapi.FastAPI(title="jaxhum training jobs", lifespan=lifespan,
                           description="Train jaxhum experiments as background jobs.")
     app.state.manager = manager
-    jobs = _Jobs(manager, known)
+    app.add_exception_handler(exceptions.RequestValidationError, _validation_error)
+    app.add_middleware(guards.BodyLimit, max_bytes=limits.max_body_bytes)
+    if token is not None:  # added last, so it runs first: an unauthenticated body is never read
+        app.add_middleware(guards.BearerAuth, token=token)
+    jobs = _Jobs(manager, known, limits)
     _add_submit_route(app, jobs)
     _add_job_routes(app, jobs)
     _add_log_route(app, manager)
@@ -182,17 +217,40 @@ class _Jobs:
 
     manager: Manager
     known: Mapping[str, tasks_lib.Task]
+    limits: Limits
 
     def get_job(self, job_id: str) -> Job:
         job = self.manager.store.get(job_id) if _JOB_ID.fullmatch(job_id) else None
         if job is None:
-            raise fastapi.HTTPException(404, f"job_id: no job {job_id!r}")
+            raise fastapi.HTTPException(404, f"job_id: no job {excerpt(job_id)}")
         return job
 
     def task_of(self, name: str) -> tasks_lib.Task:
         if name not in self.known:
-            raise fastapi.HTTPException(400, f"task: must be one of {', '.join(sorted(self.known))}, got {name!r}")
+            raise fastapi.HTTPException(
+                400, f"task: must be one of {', '.join(sorted(self.known))}, got {excerpt(name)}")
         return self.known[name]
+
+    def check_limits(self, config: Any, total_steps: int, length_field: str) -> None:
+        """The operator's limits on a resolved run config (`length_field`: the request's field
+        that set its length).
+
+        Raises:
+          tasks_lib.InvalidJob: one line naming the field over its limit and the flag that sets it.
+        """
+        limits = self.limits
+        if config.ppo.num_envs > limits.max_envs:
+            raise tasks_lib.InvalidJob(f"ppo.num_envs: must be at most {limits.max_envs} on this server "
+                                       f"(--max-envs), got {config.ppo.num_envs}")
+        if config.num_seeds > limits.max_seeds:
+            raise tasks_lib.InvalidJob(f"num_seeds: must be at most {limits.max_seeds} on this server "
+                                       f"(--max-seeds), got {config.num_seeds}")
+        self.check_timesteps(total_steps, length_field)
+
+    def check_timesteps(self, steps: int, length_field: str) -> None:
+        if steps > self.limits.max_timesteps:
+            raise tasks_lib.InvalidJob(f"{length_field}: a run may train at most {self.limits.max_timesteps} env "
+                                       f"steps on this server (--max-timesteps), got {steps}")
 
     def default_preset(self, task: tasks_lib.Task) -> str | None:
         """The preset the experiment would pick on the jobs' machine ('gpu' with an accelerator)."""
@@ -222,7 +280,7 @@ class _Jobs:
         """
         argv = tasks_lib.overrides_argv(body.overrides)
         if body.preset is not None and body.preset not in task.presets:
-            raise tasks_lib.InvalidJob(f"preset: must be one of {', '.join(task.presets)}, got {body.preset!r}")
+            raise tasks_lib.InvalidJob(f"preset: must be one of {', '.join(task.presets)}, got {excerpt(body.preset)}")
         preset = body.preset if body.preset is not None else self.default_preset(task)
         if preset is not None:
             argv += ["--preset", preset]
@@ -238,20 +296,28 @@ def _add_submit_route(app: fastapi.FastAPI, jobs: _Jobs) -> None:
     @app.post("/reinforcement-learning", status_code=201, response_model=JobCreated)
     def submit(body: TrainRequest, request: fastapi.Request) -> JobCreated:
         """Checks and starts (or queues) a training job."""
+        max_overrides = jobs.limits.max_overrides
+        if len(body.overrides) > max_overrides:
+            raise fastapi.HTTPException(413, f"overrides: must be at most {max_overrides} items on this server "
+                                        f"(--max-overrides), got {len(body.overrides)}")
         task = jobs.task_of(body.task)
         policy = next((p for p in tasks_lib.POLICY_TYPES if p.lower() == body.policy_type.lower()), None)
         if policy is None:
-            raise fastapi.HTTPException(
-                400, f"policy_type: must be one of {', '.join(tasks_lib.POLICY_TYPES)}, got {body.policy_type!r}")
+            raise fastapi.HTTPException(400, f"policy_type: must be one of {', '.join(tasks_lib.POLICY_TYPES)}, "
+                                        f"got {excerpt(body.policy_type)}")
+        length_field = "num_timesteps" if body.num_timesteps is not None else "num_iterations"
         job_id = jobs.manager.new_id()
         out = ["--out", str(jobs.manager.run_dir(job_id))]
         try:
+            if body.num_timesteps is not None:  # before any parsing: the cheapest refusal first
+                jobs.check_timesteps(body.num_timesteps, length_field)
             argv, preset = jobs.argv_of(body, task, out)
             prepared = task.prepare(argv + out)
+            total_steps = jobs.total_steps(prepared)
+            jobs.check_limits(prepared.config, total_steps, length_field)
         except tasks_lib.InvalidJob as err:
             raise _bad(err) from None
-        job = jobs.manager.submit(job_id, task.name, policy, argv, jobs.total_steps(prepared), prepared.config.seed,
-                                  preset)
+        job = jobs.manager.submit(job_id, task.name, policy, argv, total_steps, prepared.config.seed, preset)
         return JobCreated(job_id=job.id, status=job.status, estimated_completion=job.eta,
                           log_link=_log_link(request, job.id))
 
@@ -279,16 +345,22 @@ def _add_job_routes(app: fastapi.FastAPI, jobs: _Jobs) -> None:
     @app.post("/jobs/{job_id}/resume", response_model=JobView)
     def resume(job_id: str, request: fastapi.Request, body: ResumeRequest | None = None) -> JobView:
         """Continues a cancelled, failed or resumable job from its newest checkpoint, optionally
-        to a new total length."""
+        to a new total length (past the step the job reached)."""
         job = jobs.get_job(job_id)
         body = body or ResumeRequest()
+        length_field = "num_timesteps" if body.num_timesteps is not None else "num_iterations"
         try:
             Manager.check_resumable(job)
             task = jobs.task_of(job.task)
             length = jobs.resolve_length(task, Manager.resume_argv(job, 0), body.num_iterations,
                                          body.num_timesteps) or 0
+            if length:
+                jobs.check_timesteps(length, length_field)
+                Manager.check_resume_length(job, length, length_field)
             prepared = task.prepare(Manager.resume_argv(job, length))
-            return _view(request, jobs.manager.resume(job.id, length, jobs.total_steps(prepared)))
+            total_steps = jobs.total_steps(prepared)
+            jobs.check_timesteps(total_steps, length_field if length else "num_timesteps")
+            return _view(request, jobs.manager.resume(job.id, length, total_steps))
         except Conflict as err:
             raise fastapi.HTTPException(409, str(err)) from None
         except tasks_lib.InvalidJob as err:
@@ -299,14 +371,14 @@ def _add_log_route(app: fastapi.FastAPI, manager: Manager) -> None:
     """GET /logs/{id}.log."""
 
     @app.get("/logs/{name}", name="read_log", response_class=responses.PlainTextResponse)
-    async def read_log(name: str, offset: Annotated[int, fastapi.Query(ge=0)] = 0,
+    async def read_log(name: str, offset: Annotated[int, fastapi.Query(ge=0, le=limits_lib.INT64_MAX)] = 0,
                        follow: bool = False) -> fastapi.Response:
         """The job's output from byte `offset` (at most 1 MiB; X-Log-Offset holds the offset to
         ask for next, X-Job-Status the job's status). With follow=true: streamed until the job ends."""
         match = re.fullmatch(r"([0-9a-f]{32})\.log", name)
         job = manager.store.get(match.group(1)) if match else None
         if job is None:
-            raise fastapi.HTTPException(404, f"log: no log {name!r}")
+            raise fastapi.HTTPException(404, f"log: no log {excerpt(name)}")
         path = manager.log_path(job.id)  # built from the checked id, never from the request text
         size = path.stat().st_size if path.exists() else 0
         if offset > size:

@@ -40,7 +40,7 @@ from typing import Any
 from jaxhum.jobs import tasks as tasks_lib
 from jaxhum.jobs.store import Job, Store, utc_now
 
-__all__ = ["Conflict", "Manager", "has_checkpoint", "outcome", "process_start_time"]
+__all__ = ["Conflict", "Manager", "checkpoint_step", "has_checkpoint", "outcome", "process_start_time"]
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)  # as -signum (Popen) or 128 + signum (the runner)
 _TAIL_BYTES = 65536  # enough for the last few rows of metrics.jsonl
@@ -98,6 +98,14 @@ def has_checkpoint(run_dir: str | os.PathLike) -> bool:
     """Whether the run holds a complete checkpoint (Orbax names complete ones by their step)."""
     root = pathlib.Path(run_dir) / "checkpoints"
     return root.is_dir() and any(p.name.isdigit() and p.is_dir() for p in root.iterdir())
+
+
+def checkpoint_step(run_dir: str | os.PathLike) -> int:
+    """The step of the run's newest complete checkpoint (0 without one)."""
+    root = pathlib.Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return 0
+    return max((int(p.name) for p in root.iterdir() if p.name.isdigit() and p.is_dir()), default=0)
 
 
 def _last_line(path: str | os.PathLike) -> str:
@@ -320,6 +328,18 @@ class Manager:
     def resume_argv(job: Job, resume_timesteps: int) -> list[str]:
         """The experiment's command line that continues `job` (resume_timesteps 0: as saved)."""
         return ["--resume", job.run_dir] + (["--num-timesteps", str(resume_timesteps)] if resume_timesteps else [])
+
+    @staticmethod
+    def check_resume_length(job: Job, num_timesteps: int, field: str = "num_timesteps") -> None:
+        """A resume's new length must lie past the step the job reached (logged or checkpointed).
+
+        Raises:
+          Conflict: one line naming that step (`field`: the request's field that set the length).
+        """
+        reached = max(job.step, checkpoint_step(job.run_dir))
+        if num_timesteps <= reached:
+            raise Conflict(f"{field}: the job has reached step {reached}; a resume must train past it, "
+                           f"got {num_timesteps} env steps")
 
     @staticmethod
     def check_resumable(job: Job) -> None:

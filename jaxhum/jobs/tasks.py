@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from jaxhum.jobs.limits import INT64_MAX, INT64_MIN, excerpt
+
 __all__ = ["POLICY_TYPES", "SERVER_FIELDS", "InvalidJob", "Task", "discover", "overrides_argv"]
 
 POLICY_TYPES = ("PPO",)  # what the project trains
@@ -26,6 +28,8 @@ SERVER_FIELDS = {
     "seed": "use the request's seed",
 }
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_FIELD_CHARS = 100  # far longer than any dotted field name of a run config
+_INTEGER = re.compile(r"\s*[+-]?\d[\d_]*\s*")  # an item the runner may read as an int (underscores too)
 
 
 class InvalidJob(ValueError):
@@ -86,7 +90,8 @@ def overrides_argv(overrides: Sequence[str] | Mapping[str, Any]) -> list[str]:
     item must start with a dotted field name, so none can pass as a flag (`--resume=...`).
 
     Raises:
-      InvalidJob: a malformed item or a field the service sets itself (SERVER_FIELDS).
+      InvalidJob: a malformed item, a field the service sets itself (SERVER_FIELDS) or an
+        integer (or an integer item of a list) outside the 64-bit range.
     """
     if isinstance(overrides, Mapping):
         items = [f"{k}={_value_text(v)}" for k, v in overrides.items()]
@@ -97,10 +102,26 @@ def overrides_argv(overrides: Sequence[str] | Mapping[str, Any]) -> list[str]:
         field, sep, value = item.partition("=")
         field = field.strip()
         if not sep or not _FIELD.fullmatch(field):
-            raise InvalidJob(f"overrides: expected field=value with a dotted field name, got {item!r}")
+            raise InvalidJob(f"overrides: expected field=value with a dotted field name, got {excerpt(item)}")
+        if len(field) > _FIELD_CHARS:  # every message below names it
+            raise InvalidJob(f"overrides: a field name has at most {_FIELD_CHARS} characters, got {excerpt(field)}")
         if any(ord(c) < 32 for c in value):
             raise InvalidJob(f"{field}: control characters are not allowed in a value")
         if field in SERVER_FIELDS:
             raise InvalidJob(f"{field}: cannot be set as an override ({SERVER_FIELDS[field]})")
+        _check_integers(field, value)
         out.append(f"{field}={value.strip()}")
     return out
+
+
+def _check_integers(field: str, value: str) -> None:
+    """Integers in an override's text (a list's items too) must fit in 64 bits: larger ones
+    would overflow the job table (and JAX's int32/int64 arrays) instead of being refused."""
+    for piece in value.split(","):
+        if not _INTEGER.fullmatch(piece):
+            continue
+        digits = piece.strip().lstrip("+-").replace("_", "").lstrip("0")
+        # 19 digits hold every int64; int() of a longer text is slow (and refused past 4300 digits).
+        if len(digits) > 19 or not INT64_MIN <= int(piece.replace("_", "")) <= INT64_MAX:
+            raise InvalidJob(f"{field}: integers must be in [{INT64_MIN}, {INT64_MAX}] (64 bits), "
+                             f"got {excerpt(piece.strip())}")

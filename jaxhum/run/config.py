@@ -23,6 +23,7 @@ from jaxhum.rl.train import PPOConfig
 __all__ = [
     "RESUMABLE_FIELDS",
     "RunConfig",
+    "SEED_MAX",
     "build_env",
     "build_trainer",
     "every_iterations",
@@ -51,7 +52,8 @@ class RunConfig:
         `env.reward_weights.ctrl_l2=0`); `validate` completes it with the task's defaults, so a
         validated config (`--print-config`, `config.json`) holds every field of the task.
       ppo: PPO hyperparameters (`jaxhum.rl.train.PPOConfig`; see its docstring).
-      seed: seeds the training key (init, rollouts, SGD) and, split from it, the eval key.
+      seed: seeds the training key (init, rollouts, SGD) and, split from it, the eval key; in
+        [0, SEED_MAX] (with num_seeds > 1, the last seed too).
       num_timesteps: env steps to train for; rounded up to whole iterations.
       log_every: env steps between log points (metrics.jsonl, TensorBoard, progress).
       eval_every: env steps between evaluations; 0 disables evaluation (also the final one).
@@ -97,6 +99,10 @@ class RunConfig:
     devices: int = 0
 
 
+# The largest seed: jax.random.key takes the seed modulo 2**32 (key(2**32) is key(0)), so a
+# larger one would silently train the run of a smaller one.
+SEED_MAX = 2**32 - 1
+
 # Fields a resumed run may change: none of them alters the state's shapes or the training math
 # up to the point reached (a longer num_timesteps does lengthen a 'linear' lr schedule).
 RESUMABLE_FIELDS = (
@@ -127,8 +133,11 @@ def validate(config: RunConfig, build: bool = True) -> RunConfig:
         value = getattr(config, name)
         require(value > 0, name, f"must be a positive integer, got {value}")
     require(config.eval_every >= 0, "eval_every", f"must be >= 0 (0 disables evaluation), got {config.eval_every}")
-    require(config.seed >= 0, "seed", f"must be >= 0, got {config.seed}")
+    require(0 <= config.seed <= SEED_MAX, "seed", f"must be in [0, {SEED_MAX}], got {config.seed}")
     require(config.num_seeds > 0, "num_seeds", f"must be a positive integer, got {config.num_seeds}")
+    require(config.seed + config.num_seeds - 1 <= SEED_MAX, "num_seeds",
+            f"must be at most {SEED_MAX - config.seed + 1} with seed {config.seed} (the last seed, "
+            f"seed + num_seeds - 1, must be <= {SEED_MAX}), got {config.num_seeds}")
     require(not (config.init_from and config.num_seeds > 1), "init_from",
             f"fine-tuning trains one seed: must be empty with num_seeds > 1, got num_seeds {config.num_seeds}")
     try:
