@@ -5,7 +5,7 @@
     python -m experiments.humanoid_run --resume runs/humanoid_run/<stamp>-s0
 
 Presets:
-  cpu  finishes in a few minutes on a 2-core laptop CPU and visibly learns (the eval return
+  cpu  finishes in under 2 minutes on a 2-core CPU and visibly learns (the eval return
        climbs as the humanoid learns to stay up): few envs, short unrolls, small networks.
   gpu  brax's humanoid networks and returns (policy (32,)*4, value (256,)*5, discount 0.97,
        reward scaling 0.1, clip 0.3, no gradient clipping) on 8192 envs x 40-step unrolls, 50M

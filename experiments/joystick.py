@@ -6,7 +6,7 @@
     python -m experiments.joystick --resume runs/joystick/<stamp>-s0
 
 Presets:
-  cpu  a few minutes on a 2-core laptop CPU (a check that everything runs end to end; it does
+  cpu  about 2 minutes on a 2-core CPU (a check that everything runs end to end; it does
        not learn to walk in that budget).
   gpu  8192 envs x 20-step unrolls, policy (256, 128, 128), value (256, 256, 128), 4 epochs of
        16 minibatches, discount 0.97, learning rate 3e-4 decaying linearly, entropy 5e-3,

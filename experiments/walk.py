@@ -6,7 +6,7 @@
     python -m experiments.walk --resume runs/walk/<stamp>-s0
 
 Presets:
-  cpu  a few minutes on a 2-core laptop CPU: few envs, short unrolls, small networks; the eval
+  cpu  about 2 minutes on a 2-core CPU: few envs, short unrolls, small networks; the eval
        return climbs as the robot learns to stay up longer and lean forward.
   gpu  4096 envs x 20-step unrolls, policy (256, 128, 128), value (256, 256, 128), 4 epochs of
        8 minibatches, discount 0.99, learning rate 3e-4 decaying linearly to 0, 25M env steps

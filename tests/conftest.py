@@ -13,10 +13,10 @@ import pytest
 # test_runner.py goes first although test_envs.py takes longer: its smoke run compiles the tiny
 # humanoid_run programs that test_jobs, test_finetune and test_save_faults then load from the cache.
 SLOWEST_FIRST = (
-    "test_runner.py", "test_envs.py", "test_parallel.py", "test_after_training.py", "test_multiseed.py",
-    "test_jobs.py", "test_balance.py", "test_randomization.py", "test_walk.py", "test_finetune.py",
-    "test_joystick.py", "test_nonfinite.py", "test_asymmetric_critic.py", "test_robustness.py",
-    "test_curriculum.py", "test_rl_train.py", "test_resume.py", "test_bad_input.py", "test_save_faults.py",
+    "test_runner.py", "test_envs.py", "test_after_training.py", "test_balance.py", "test_walk.py",
+    "test_jobs.py", "test_parallel.py", "test_bad_input.py", "test_asymmetric_critic.py", "test_curriculum.py",
+    "test_multiseed.py", "test_joystick.py", "test_nonfinite.py", "test_robustness.py", "test_randomization.py",
+    "test_save_faults.py", "test_robot_task.py", "test_finetune.py", "test_resume.py", "test_rl_train.py",
     "test_robots.py", "test_checkpoint.py",
 )
 

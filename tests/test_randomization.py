@@ -281,6 +281,9 @@ def walk_episodes():
     return jax.device_get(run(jax.random.key(0)))
 
 
+# Full tier: the same property on joystick (test_balance.py::test_joystick_draws_physics_per_episode_
+# and_holds_it) runs in every suite, through the same robot-task skeleton; this walk run adds ~47 s.
+@pytest.mark.full
 def test_params_hold_within_an_episode_and_are_redrawn_at_its_start(walk_episodes):
     first, refreshed, mass, done, push = walk_episodes
     np.testing.assert_array_equal(done[:, 0], [0.0, 0.0, 1.0, 0.0])

@@ -127,6 +127,9 @@ def test_host_observation_equals_mjx(stand):
         env.deploy.host_observation(model=env.sim.mj_model, data=data, command=np.zeros(3))
 
 
+# Full tier (~30 s of walk compiles): walk's terms by hand are in test_walk.py, the weighted sum
+# in test_envs.py, and the stand task above checks the skeleton's reward against its metric.
+@pytest.mark.full
 def test_walk_reward_is_the_weighted_sum_of_its_terms():
     env = jaxhum.envs.make("walk", episode_seconds=EPISODE_SECONDS)
     actions = _actions(env, 3)
