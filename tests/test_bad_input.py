@@ -83,7 +83,7 @@ def _generic_rows(module: Any) -> list[Row]:
         Row(("--num-timesteps", "-5"), "num_timesteps", "must be a positive integer"),
         Row(("--checkpoint-every", "0"), "checkpoint_every", "must be a positive integer"),
         Row(("eval_every=-1",), "eval_every", "must be >= 0"),
-        Row(("--seed", "-1"), "seed", "must be >= 0"),
+        Row(("--seed", "-1"), "seed", "must be in [0, 4294967295]"),
         Row(("--num-seeds", "0"), "num_seeds", "must be a positive integer"),
         Row(("--num-seeds", "two"), "num_seeds", "expected an int"),
         Row(("devices=99",), "devices", "must be 0 (all devices) or a count in 1.."),
