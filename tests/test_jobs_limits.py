@@ -8,6 +8,7 @@ test trains: every request here is refused before any process starts.
 from __future__ import annotations
 
 import dataclasses
+import socket
 import subprocess
 import sys
 import uuid
@@ -191,3 +192,16 @@ def test_resume_must_train_past_the_step_the_job_reached(server):
     status, _, payload = server("POST", path, {"num_timesteps": 2**70})
     assert status == 422 and payload["detail"][0]["loc"] == ["body", "num_timesteps"], payload
     assert server.job(server.planted)["status"] == "cancelled"  # still: nothing was queued
+
+
+def test_a_busy_port_creates_no_data_directory(tmp_path, subprocess_env):
+    """The port is checked before --data is created: a refused start writes nothing."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        data = tmp_path / "data"
+        out = subprocess.run([sys.executable, "-m", "jaxhum.jobs", "--port", str(port), "--data", str(data)],
+                             env=subprocess_env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.startswith(f"error: --port: cannot listen on 127.0.0.1:{port}"), out
+    assert out.stderr.count("\n") == 1 and not data.exists()

@@ -108,6 +108,23 @@ def _lock(data_dir: pathlib.Path) -> int:
     return fd
 
 
+def _check_not_served(data_dir: pathlib.Path) -> None:
+    """Refuses a data directory another server holds, without creating anything (the lock file is
+    only opened if it exists; `_lock` takes it once every other check has passed)."""
+    try:
+        fd = os.open(data_dir / "server.lock", os.O_RDWR)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise _UsageError(f"--data: cannot open {data_dir / 'server.lock'} ({err.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _UsageError(f"--data: {data_dir} is served by another running server") from None
+    finally:
+        os.close(fd)  # closing releases the probe's lock
+
+
 def _check_port(host: str, port: int) -> None:
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
@@ -185,12 +202,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_dir = config.data_dir
         if data_dir.exists() and not data_dir.is_dir():
             raise _UsageError(f"--data: {data_dir} exists and is not a directory")
+        # Every check that can fail comes before anything is written: a busy port or a data
+        # directory held by another server leaves no directory and no lock file behind.
+        _check_not_served(data_dir)
+        _check_port(config.host, config.port)
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise _UsageError(f"--data: cannot create {data_dir} ({err.strerror})") from None
         lock = _lock(data_dir)
-        _check_port(config.host, config.port)
     except _UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
