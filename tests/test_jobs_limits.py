@@ -205,3 +205,46 @@ def test_a_busy_port_creates_no_data_directory(tmp_path, subprocess_env):
                              env=subprocess_env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.startswith(f"error: --port: cannot listen on 127.0.0.1:{port}"), out
     assert out.stderr.count("\n") == 1 and not data.exists()
+
+
+def test_delete_forgets_an_ended_job_and_removes_its_files_only_if_asked(tmp_path, subprocess_env):
+    data = tmp_path / "data"
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not the server's")
+    planted = {}
+    for name in ("keep_files", "remove_files"):
+        job_id = uuid.uuid4().hex
+        run_dir, log = data / "runs" / job_id, data / "logs" / f"{job_id}.log"
+        (run_dir / "checkpoints" / "16").mkdir(parents=True)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("a log line\n")
+        (run_dir / "link").symlink_to(outside)  # removed as a link; its target stays
+        Store(data).insert(Job(id=job_id, task="humanoid_run", policy_type="PPO", status="succeeded", argv=(),
+                               num_timesteps=16, run_dir=str(run_dir), log_path=str(log), created_at=utc_now()))
+        planted[name] = (job_id, run_dir, log)
+    server = Server(data, subprocess_env)
+    server.start()
+    try:
+        job_id, run_dir, log = planted["keep_files"]
+        assert server("DELETE", f"/jobs/{job_id}")[:3:2] == (200, {"job_id": job_id, "deleted": True,
+                                                                   "files_removed": False})
+        assert server("GET", f"/jobs/{job_id}")[0] == 404 and run_dir.is_dir() and log.is_file()
+        assert server("DELETE", f"/jobs/{job_id}")[0] == 404  # once only
+        job_id, run_dir, log = planted["remove_files"]
+        status, _, reply = server("DELETE", f"/jobs/{job_id}?files=true")
+        assert (status, reply["files_removed"]) == (200, True), reply
+        assert not run_dir.exists() and not log.exists() and outside.read_text() == "not the server's"
+        assert server("GET", "/jobs")[2] == []
+    finally:
+        server.stop()
+    # A queued or running job is refused (409): cancel it first.
+    from jaxhum.jobs.manager import Conflict, Manager
+
+    queued = uuid.uuid4().hex
+    store = Store(data)
+    store.insert(Job(id=queued, task="humanoid_run", policy_type="PPO", status="queued", argv=(), num_timesteps=16,
+                     run_dir=str(data / "runs" / queued), log_path=str(data / "logs" / f"{queued}.log"),
+                     created_at=utc_now()))
+    with pytest.raises(Conflict, match="status: the job is queued; cancel it first"):
+        Manager(store, data, tasks={}).delete(queued, files=True)
+    assert store.get(queued) is not None

@@ -7,6 +7,7 @@
                                      until the job ends
     POST /jobs/{id}/cancel           SIGTERM: the run saves a checkpoint and stops -> cancelled
     POST /jobs/{id}/resume           continue a cancelled/failed/resumable job from its checkpoint
+    DELETE /jobs/{id}[?files=true]   forget an ended job (and remove its run directory and log)
     GET  /schema                     JSON Schema of the run config: every field `overrides` may set
     GET  /health                     open without the token
 
@@ -99,6 +100,14 @@ class JobCreated(pydantic.BaseModel):
     status: str
     estimated_completion: str | None
     log_link: str
+
+
+class JobDeleted(pydantic.BaseModel):
+    """Reply of DELETE /jobs/{id}."""
+
+    job_id: str
+    deleted: bool
+    files_removed: bool
 
 
 class JobView(pydantic.BaseModel):
@@ -323,7 +332,7 @@ def _add_submit_route(app: fastapi.FastAPI, jobs: _Jobs) -> None:
 
 
 def _add_job_routes(app: fastapi.FastAPI, jobs: _Jobs) -> None:
-    """GET /jobs, GET /jobs/{id}, POST /jobs/{id}/cancel, POST /jobs/{id}/resume."""
+    """GET /jobs, GET /jobs/{id}, POST /jobs/{id}/cancel, DELETE /jobs/{id}, POST /jobs/{id}/resume."""
 
     @app.get("/jobs", response_model=list[JobView])
     def list_jobs(request: fastapi.Request) -> list[JobView]:
@@ -341,6 +350,16 @@ def _add_job_routes(app: fastapi.FastAPI, jobs: _Jobs) -> None:
             return _view(request, jobs.manager.cancel(jobs.get_job(job_id).id))
         except Conflict as err:
             raise fastapi.HTTPException(409, str(err)) from None
+
+    @app.delete("/jobs/{job_id}", response_model=JobDeleted)
+    def delete(job_id: str, files: bool = False) -> JobDeleted:
+        """Removes an ended job from the table (409 while it is queued or running); with
+        `?files=true` also its run directory and log, so the data directory does not grow without end."""
+        try:
+            removed = jobs.manager.delete(jobs.get_job(job_id).id, files=files)
+        except Conflict as err:
+            raise fastapi.HTTPException(409, str(err)) from None
+        return JobDeleted(job_id=job_id, deleted=True, files_removed=removed)
 
     @app.post("/jobs/{job_id}/resume", response_model=JobView)
     def resume(job_id: str, request: fastapi.Request, body: ResumeRequest | None = None) -> JobView:

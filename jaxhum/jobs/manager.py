@@ -27,6 +27,7 @@ import json
 import os
 import pathlib
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,6 +93,14 @@ class _Process:
 
 
 # ----------------------------------------------------------------------------- run directory
+
+
+def _remove(path: pathlib.Path) -> None:
+    """Deletes a file or a directory tree; a symlink is unlinked itself, its target left alone."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 def has_checkpoint(run_dir: str | os.PathLike) -> bool:
@@ -323,6 +332,24 @@ class Manager:
             )
             self._schedule()
             return self.store.get(job_id)
+
+    def delete(self, job_id: str, files: bool = False) -> bool:
+        """Removes an ended job's row; with `files` also its run directory and log (the paths this
+        server gives a job, inside the data directory; a symlink there is removed, never followed).
+
+        Returns whether files were removed. Raises:
+          KeyError: unknown job. Conflict: the job is queued or running (cancel it first).
+        """
+        with self._lock:
+            job = self._get(job_id)
+            if job.status in ("queued", "running"):
+                raise Conflict(f"status: the job is {job.status}; cancel it first (only ended jobs can be deleted)")
+            self.store.delete(job_id)
+        if not files:
+            return False
+        _remove(self.run_dir(job_id))
+        _remove(self.log_path(job_id))
+        return True
 
     @staticmethod
     def resume_argv(job: Job, resume_timesteps: int) -> list[str]:

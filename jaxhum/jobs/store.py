@@ -147,6 +147,11 @@ class Store:
             rows = db.execute(query + " ORDER BY seq", args).fetchall()
         return [_from_row(r) for r in rows]
 
+    def delete(self, job_id: str) -> bool:
+        """Removes one job's row; False if there was none."""
+        with self._connect() as db:
+            return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
+
     def update(self, job_id: str, **fields: Any) -> Job:
         """Sets `fields` on one job and returns the updated row."""
         unknown = set(fields) - set(_FIELDS) | ({"id"} & set(fields))
