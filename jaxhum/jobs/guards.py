@@ -44,6 +44,19 @@ class BearerAuth:
         return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self._token)
 
 
+DRAIN_BYTES = 8 * 1024 * 1024  # the most of a refused body read (and dropped) so the client gets its 413
+
+
+async def _drain(receive: Receive, limit: int) -> None:
+    """Receives and drops request body chunks until the body ends, the client leaves or `limit` bytes."""
+    size = 0
+    while size <= limit:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        size += len(message.get("body", b""))
+
+
 class BodyLimit:
     """Refuses (413) a request whose body is over `max_bytes`: by its Content-Length header
     before reading anything, else once the bytes received pass the limit (a chunked body).
@@ -92,6 +105,10 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, got: str) -> None:
+        # Read (and drop) the rest of a body of up to DRAIN_BYTES first: a server that answers
+        # while the client is still sending and then closes makes the client's kernel see a reset
+        # instead of the 413. Beyond that the connection is simply closed.
+        await _drain(receive, DRAIN_BYTES)
         response = JSONResponse(
             {"detail": f"body: must be at most {self.max_bytes} bytes on this server (--max-body-bytes), got {got}"},
             status_code=413)
