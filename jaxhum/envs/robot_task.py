@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
@@ -257,15 +256,10 @@ class _Judged(NamedTuple):
     aux: Any
 
 
-def _keyword_names(fn: Callable[..., Any]) -> tuple[str, ...]:
-    params = inspect.signature(fn).parameters.items()
-    return tuple(n for n, p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
-
-
 def call(fn: Callable[..., Any], **offered: Any) -> Any:
     """`fn` called with the keyword-only arguments it names, out of `offered` (the others are not
     passed; a named one that is not offered keeps its default or raises TypeError)."""
-    return fn(**{n: offered[n] for n in _keyword_names(fn) if n in offered})
+    return fn(**{n: offered[n] for n in rewards.keyword_names(fn) if n in offered})
 
 
 # ----------------------------------------------------------------------------- build
@@ -440,7 +434,7 @@ def _critic_observation(parts: _Parts, true_obs: jax.Array, data: Any, info: dic
 
 
 def _wants(terms: tuple[Callable[..., Any], ...], name: str) -> bool:
-    return any(name in _keyword_names(fn) for fn in terms)
+    return any(name in rewards.keyword_names(fn) for fn in terms)
 
 
 # ----------------------------------------------------------------------------- outside JAX
@@ -451,7 +445,7 @@ def _host_observation(parts: _Parts, *, model: Any, data: Any, last_action: Any 
     zeros, `given` are the task's inputs (e.g. joystick's `command`)."""
     del model  # the observation reads data alone
     task, config, setup = parts.task, parts.config, parts.setup
-    unknown = set(given) - set(_keyword_names(task.host_observation_inputs))
+    unknown = set(given) - set(rewards.keyword_names(task.host_observation_inputs))
     if unknown:
         raise TypeError(f"host_observation: unexpected argument(s) {sorted(unknown)}")
     n = setup.action_size

@@ -69,7 +69,8 @@ def check_weights(
             raise ValueError(f"{field}.{name}: weight must be a number, got {w!r}")
 
 
-def _needed_kwargs(fn: Callable[..., Any]) -> tuple[str, ...]:
+def keyword_names(fn: Callable[..., Any]) -> tuple[str, ...]:
+    """The keyword-only argument names of `fn`: what a term (or a task function) asks for."""
     return tuple(
         name for name, p in inspect.signature(fn).parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
     )
@@ -77,7 +78,7 @@ def _needed_kwargs(fn: Callable[..., Any]) -> tuple[str, ...]:
 
 def call_term(fn: Callable[..., jax.Array], context: Mapping[str, Any]) -> jax.Array:
     """Calls `fn` with the entries of `context` it names as keyword-only arguments."""
-    names = _needed_kwargs(fn)
+    names = keyword_names(fn)
     missing = [n for n in names if n not in context]
     if missing:
         raise ValueError(
