@@ -30,6 +30,19 @@ from jaxhum.run import main as run_main
 PRESETS = joystick.PRESETS
 
 
+# The gpu presets' task: joystick's robust task (`experiments.joystick.ROBUST_ENV`: the full
+# randomization stack, history, privileged critic, fall rule) with kicks up to 1.5 m/s and a reward
+# that lets the robot step to recover: with the command zero, feet_phase pays for both feet down
+# and stand_still for the home pose, both against the step a hard kick needs.
+ROBUST_ENV = FrozenMapping(
+    {
+        **joystick.ROBUST_ENV,
+        "randomization": FrozenMapping({**joystick.ROBUST_ENV["randomization"], "push_velocity": (0.1, 1.5)}),
+        "reward_weights": FrozenMapping({"feet_phase": 0.0, "stand_still": -0.1}),
+    }
+)
+
+
 def get_config(preset: str | None = None) -> run_config.RunConfig:
     """The run config of a preset ('cpu' or 'gpu'; None picks by JAX backend). Fields: see RunConfig."""
     if preset is None:
@@ -38,9 +51,8 @@ def get_config(preset: str | None = None) -> run_config.RunConfig:
         preset = "gpu" if jax.default_backend() != "cpu" else "cpu"
     config = dataclasses.replace(joystick.get_config(preset), env_name="balance")
     if preset.startswith("gpu"):
-        config = dataclasses.replace(config, num_timesteps=30_000_000, log_every=1_000_000,
-                                     eval_every=5_000_000, checkpoint_every=5_000_000,
-                                     env=FrozenMapping({"randomization": joystick.randomization_overrides()}))
+        config = dataclasses.replace(config, num_timesteps=60_000_000, log_every=1_000_000,
+                                     eval_every=5_000_000, checkpoint_every=5_000_000, env=ROBUST_ENV)
     return config
 
 

@@ -61,6 +61,18 @@ def randomization_overrides() -> FrozenMapping:
     )
 
 
+# gpu_randomized's task: the full randomization stack, and what lets a policy survive it.
+ROBUST_ENV = FrozenMapping(
+    {
+        "randomization": randomization_overrides(),
+        "observation_history": 5,  # 100 ms of frames: a kick shows as a change the policy can see
+        "critic_randomization": True,  # the critic knows the episode's physics, lag and next kick
+        "fall_height": 0.40,  # m: a pelvis this low has its knees (which do not collide) in the floor
+        "fall_tilt": 0.8,  # rad (46 deg) from upright: fallen before the pelvis reaches the floor
+    }
+)
+
+
 def get_config(preset: str | None = None) -> run_config.RunConfig:
     """The run config of a preset ('cpu' or 'gpu'; None picks by JAX backend). Fields: see RunConfig."""
     if preset is None:
@@ -90,7 +102,7 @@ def get_config(preset: str | None = None) -> run_config.RunConfig:
             keep_checkpoints=3,
         )
     if preset == "gpu_randomized":
-        return dataclasses.replace(get_config("gpu"), env=FrozenMapping({"randomization": randomization_overrides()}))
+        return dataclasses.replace(get_config("gpu"), env=ROBUST_ENV, num_timesteps=140_000_000)
     if preset == "cpu":
         return run_config.RunConfig(
             env_name="joystick",

@@ -6,6 +6,8 @@ Two MJX compiles: one jitted rollout (reset, curriculum levels, a few steps) per
 at two levels with the same key (same shapes: no recompile).
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -202,7 +204,11 @@ def test_balance_presets_fine_tune_from_joystick_presets(preset):
     assert b.env_name == "balance" and balance_experiment.PRESETS == joystick_experiment.PRESETS
     for field in ("policy_hidden_sizes", "value_hidden_sizes", "normalize_observations"):
         assert getattr(b.ppo, field) == getattr(j.ppo, field)
-    assert b.num_timesteps == (30_000_000 if preset.startswith("gpu") else j.num_timesteps)
+    assert b.num_timesteps == (60_000_000 if preset.startswith("gpu") else j.num_timesteps)
+    if preset.startswith("gpu"):  # the observation and critic of joystick's robust preset
+        robust = joystick_experiment.get_config("gpu_randomized").env
+        for field in ("observation_history", "critic_randomization"):
+            assert b.env[field] == robust[field]
 
 
 @pytest.mark.parametrize("preset", ["gpu", "gpu_randomized"])
@@ -210,7 +216,7 @@ def test_balance_gpu_presets_train_under_the_full_randomization_stack(preset):
     config = run_config.validate(balance_experiment.get_config(preset), build=False)
     env_config = envs.make_config("balance", **config.env)
     rand = env_config.randomization
-    assert rand == joystick.GPU_RANDOMIZATION
+    assert rand == dataclasses.replace(joystick.GPU_RANDOMIZATION, push_velocity=(0.1, 1.5))
     assert rand.obs_noise and rand.obs_lag > 0 and rand.action_latency > 0 and rand.push_velocity[1] > 0
 
 

@@ -36,8 +36,10 @@ class StandConfig:
     robot: str = "jh1"
     episode_seconds: float = EPISODE_SECONDS
     fall_height: float = 0.0
+    fall_tilt: float = 0.0
     terminate_on_fall: bool = True
     reset_noise_scale: float = 0.05
+    observation_history: int = 1
     reward_weights: Mapping[str, float] = dataclasses.field(default_factory=lambda: WEIGHTS)
     randomization: R.RandomizationConfig = dataclasses.field(default_factory=R.RandomizationConfig)
 

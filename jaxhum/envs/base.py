@@ -148,14 +148,17 @@ class DeploySpec:
         the home pose, the action scale and the joint range).
       actuator_ids: (A,) int, the actuator each action entry drives.
       host_observation: `(*, model: mujoco.MjModel, data: mujoco.MjData, last_action (nu,))
-        -> (obs_size,) float32 numpy array`, the task's observation built from native MuJoCo
-        data after `mj_step` (command tasks also take `command`).
+        -> (frame_size,) float32 numpy array`, one frame of the task's observation built from
+        native MuJoCo data after `mj_step` (command tasks also take `command`); a policy with
+        `Env.observation_history` H > 1 reads the last H frames, newest first
+        (`jaxhum.tools.deploy.FrameHistory`).
       host_terminated: `(*, model, data) -> bool`, the task's termination on native data.
       robot: JSON-able robot facts for an exported policy's policy.json (home pose, PD gains,
         torque limits, ... whatever the robot has; None where it has none).
       host_tracking: a command task's `(*, model, data, command (3,)) -> {'tracking/<name>':
         float}`, the tracking errors (the step's `tracking/...` metrics) of the control step that
         reached native `data` under `command`; None for other tasks.
+      observation_history: H, the frames of `host_observation` the policy reads (`Env.observation_history`).
     """
 
     ctrl_offset: Any
@@ -167,6 +170,7 @@ class DeploySpec:
     host_terminated: Callable[..., bool]
     robot: Mapping[str, Any]
     host_tracking: Callable[..., Mapping[str, float]] | None = None
+    observation_history: int = 1
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -185,8 +189,11 @@ class Env:
       dt: control step in seconds.
       episode_length: steps after which an episode is truncated.
       sim: the loaded model (`jaxhum.sim.SimModel`).
-      observation_layout: (term name, size) of each observation slice, in order; sizes add up
-        to observation_size (what an exported policy's robot loop needs to build the vector).
+      observation_layout: (term name, size) of each slice of one observation frame, in order;
+        sizes add up to the frame size, observation_size / observation_history (what an exported
+        policy's robot loop needs to build the vector).
+      observation_history: H, frames in an observation: the last H frames, newest first (the
+        episode's first frame fills the slots before it); 1 (the default) is the frame alone.
       robot: the `jaxhum.robots.Robot` record of tasks on one of our robots, else None.
       deploy: how to run the task's policy outside JAX (`DeploySpec`); None if the task has
         not described it (export and sim-to-sim then refuse it).
@@ -212,6 +219,7 @@ class Env:
     episode_length: int
     sim: Any
     observation_layout: tuple[tuple[str, int], ...] = ()
+    observation_history: int = 1
     robot: Any = None
     deploy: DeploySpec | None = None
     critic_observation_size: int = 0

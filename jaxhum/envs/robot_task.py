@@ -51,6 +51,7 @@ from jaxhum.sim import physics
 CHAPTER_STANDING_HEIGHT = 1.3
 FALL_RATIO = 0.5 / CHAPTER_STANDING_HEIGHT
 CURRICULUM_INFO_KEY = "curriculum"  # = jaxhum.rl.curriculum.INFO_KEY (envs do not import rl)
+HISTORY_INFO_KEY = "obs_history"  # info[HISTORY_INFO_KEY]: (H, O) the actor's last H frames, newest first
 PUSH_LEVEL = "push"  # the curriculum level that scales every push's magnitude, when a task declares it
 
 
@@ -60,8 +61,10 @@ class RobotTaskConfig(Protocol):
     robot: str
     episode_seconds: float
     fall_height: float
+    fall_tilt: float
     terminate_on_fall: bool
     reset_noise_scale: float
+    observation_history: int
     reward_weights: Mapping[str, float]
     randomization: randomization.RandomizationConfig
 
@@ -79,6 +82,9 @@ class Setup:
       dt: control step (s), n_substeps * timestep.
       episode_length: control steps before truncation.
       fall_height: pelvis height (m) below which the robot has fallen.
+      fall_cos_tilt: the robot has also fallen when the cosine of its pelvis tilt (the angle of the
+        pelvis z axis from the world's) drops below this; -1.0 (the `fall_tilt` 0 of a config) never.
+      history: H, observation frames the actor sees, newest first (`config.observation_history`).
       qpos_adr, dof_adr: (A,) int32 qpos / qvel addresses of the actuated joints.
       home_qpos: (nq,) float32 home keyframe; home_joint_pos: (A,) float32 its joint angles.
       levels: curriculum level names the env declares (() for none).
@@ -92,6 +98,8 @@ class Setup:
     dt: float
     episode_length: int
     fall_height: float
+    fall_cos_tilt: float
+    history: int
     qpos_adr: jax.Array
     dof_adr: jax.Array
     home_qpos: jax.Array
@@ -160,15 +168,37 @@ def no_env_fields() -> dict[str, Any]:
     return {}
 
 
+MAX_HISTORY = 64  # the most observation frames a config may ask for
+
+
+def check_skeleton_fields(config: RobotTaskConfig) -> None:
+    """Raises ValueError naming the first invalid field of those every robot task's config has
+    for the skeleton: `fall_tilt` in [0, pi] (rad, 0: off), `observation_history` in 1..MAX_HISTORY."""
+    if not 0.0 <= config.fall_tilt <= np.pi:
+        raise ValueError(f"fall_tilt: must be in [0, pi] rad (0: off), got {config.fall_tilt}")
+    h = config.observation_history
+    if isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= MAX_HISTORY:
+        raise ValueError(f"observation_history: must be an integer in 1..{MAX_HISTORY}, got {h!r}")
+
+
 def fall_termination(*, fell: jax.Array, config: RobotTaskConfig) -> jax.Array:
     """() float32: 1.0 when the robot fell (`fell`, () bool) and `config.terminate_on_fall`, else 0.0."""
     chex.assert_rank(fell, 0)
     return jnp.where(fell & config.terminate_on_fall, 1.0, 0.0).astype(jnp.float32)
 
 
+def fallen(setup: Setup, data: Any) -> jax.Array:
+    """() bool: the pelvis below `setup.fall_height`, or tilted past `config.fall_tilt` (the
+    cosine of its tilt, the world-z component of its z axis, below `setup.fall_cos_tilt`)."""
+    root = setup.idx.root_body_id
+    return (data.xpos[root, 2] < setup.fall_height) | (data.xmat[root, 2, 2] < setup.fall_cos_tilt)
+
+
 def host_fall(*, config: RobotTaskConfig, setup: Setup, data: Any) -> bool:
-    """The fall termination on native `mujoco.MjData`: the pelvis below the fall height."""
-    return bool(config.terminate_on_fall and data.xpos[setup.idx.root_body_id, 2] < setup.fall_height)
+    """The fall termination on native `mujoco.MjData`: `fallen`'s rule in numpy."""
+    root = setup.idx.root_body_id
+    fell = data.xpos[root, 2] < setup.fall_height or data.xmat[root].reshape(3, 3)[2, 2] < setup.fall_cos_tilt
+    return bool(config.terminate_on_fall and fell)
 
 
 def split_reset(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -208,9 +238,10 @@ class TaskDef:
         observation terms (e.g. the followed command).
       host_observation_inputs: offered config, setup and the keyword arguments a native loop
         gives `DeploySpec.host_observation` (e.g. `command`) -> the same inputs in numpy.
-      critic_extras: offered config, setup, data, info, aux (`Outcome.aux`; None at reset) -> (C,)
-        privileged quantities the critic observation appends to the true actor observation
-        (size O + C); None: the task has no critic observation.
+      critic_extras: offered config, setup, data, info, aux (`Outcome.aux`; None at reset), drawn
+        (`Randomizer.privileged`: what the episode's randomization drew) -> (C,) privileged
+        quantities the critic observation appends to the true actor observation (size O + C,
+        O one frame); None: the task has no critic observation.
       constants: offered config, setup (without constants) -> the task's constants, computed once.
       curriculum: offered config -> the names of the curriculum levels the env declares ('push'
         scales pushes; the task reads the others from `info['curriculum']`).
@@ -269,9 +300,10 @@ def build(config: RobotTaskConfig, task: TaskDef, name: str) -> Env:
     """The `Env` named `name` of `task` on the robot `config.robot` (see the module docstring)."""
     config.validate()
     setup = make_setup(config, task)
-    layout, critic_size = _shapes(task, config, setup)
-    obs_size = sum(size for _, size in layout)
+    layout = _layout(task, config, setup)
+    obs_size = sum(size for _, size in layout)  # one frame
     rand = randomization.build(config.randomization, setup.sim, setup.idx, layout, setup.dt)
+    critic_size = _critic_extras_size(task, config, setup, rand)
     parts = _Parts(task, config, setup, rand, obs_size)
     step = functools.partial(_step, parts)
     return task.env_class(
@@ -281,12 +313,13 @@ def build(config: RobotTaskConfig, task: TaskDef, name: str) -> Env:
         reset_to=functools.partial(_start, parts),
         step=with_autoreset(step, setup.episode_length),
         step_without_reset=step,
-        observation_size=obs_size,
+        observation_size=obs_size * setup.history,
         action_size=setup.action_size,
         dt=setup.dt,
         episode_length=setup.episode_length,
         sim=setup.sim,
         observation_layout=layout,
+        observation_history=setup.history,
         robot=setup.robot,
         deploy=_deploy_spec(parts),
         critic_observation_size=0 if task.critic_extras is None else obs_size + critic_size,
@@ -310,6 +343,8 @@ def make_setup(config: RobotTaskConfig, task: TaskDef) -> Setup:
         dt=dt,
         episode_length=max(1, int(round(config.episode_seconds / dt))),
         fall_height=config.fall_height or FALL_RATIO * idx.standing_height,
+        fall_cos_tilt=float(np.cos(config.fall_tilt)) if config.fall_tilt > 0 else -1.0,
+        history=int(config.observation_history),
         qpos_adr=jnp.asarray(idx.qpos_adr),
         dof_adr=jnp.asarray(idx.dof_adr),
         home_qpos=jnp.asarray(idx.home_qpos, jnp.float32),
@@ -319,22 +354,37 @@ def make_setup(config: RobotTaskConfig, task: TaskDef) -> Setup:
     return dataclasses.replace(setup, constants=call(task.constants, config=config, setup=setup))
 
 
-def _shapes(task: TaskDef, config: Any, setup: Setup) -> tuple[tuple[tuple[str, int], ...], int]:
-    """(observation layout, critic extras size C) from shapes alone (nothing is computed)."""
+def _home_data(setup: Setup) -> Any:
+    return physics.init(setup.sim.mjx_model, setup.home_qpos, jnp.zeros((setup.sim.mj_model.nv,), jnp.float32))
 
-    def outputs(key: jax.Array) -> tuple[list[jax.Array], jax.Array]:
-        data = physics.init(setup.sim.mjx_model, setup.home_qpos, jnp.zeros((setup.sim.mj_model.nv,), jnp.float32))
+
+def _layout(task: TaskDef, config: Any, setup: Setup) -> tuple[tuple[str, int], ...]:
+    """(term name, size) of each observation term, from shapes alone (nothing is computed)."""
+
+    def outputs(key: jax.Array) -> list[jax.Array]:
+        data = _home_data(setup)
         info = _task_info(task, config, setup, key, data)
         context = _observation_context(task, config, setup, data, info, jnp.zeros((setup.action_size,), jnp.float32))
-        parts = [observations.concat((fn,), context) for fn in task.observation_terms]
-        critic = (jnp.zeros((0,)) if task.critic_extras is None else
-                  call(task.critic_extras, config=config, setup=setup, data=data, info=info, aux=None))
-        return parts, critic
+        return [observations.concat((fn,), context) for fn in task.observation_terms]
 
-    parts, critic = jax.eval_shape(outputs, jax.random.PRNGKey(0))
+    parts = jax.eval_shape(outputs, jax.random.PRNGKey(0))
+    return tuple((fn.__name__, int(p.shape[0])) for fn, p in zip(task.observation_terms, parts))
+
+
+def _critic_extras_size(task: TaskDef, config: Any, setup: Setup, rand: randomization.Randomizer) -> int:
+    """C, the size of the task's critic extras (0 without a critic), from shapes alone."""
+    if task.critic_extras is None:
+        return 0
+
+    def extras(key: jax.Array) -> jax.Array:
+        data = _home_data(setup)
+        info = {**_task_info(task, config, setup, key, data), **rand.episode_start(key, 1, setup.action_size)}
+        return call(task.critic_extras, config=config, setup=setup, data=data, info=info, aux=None,
+                    drawn=rand.privileged(info))
+
+    critic = jax.eval_shape(extras, jax.random.PRNGKey(0))
     chex.assert_rank(critic, 1)
-    layout = tuple((fn.__name__, int(p.shape[0])) for fn, p in zip(task.observation_terms, parts))
-    return layout, int(critic.shape[0])
+    return int(critic.shape[0])
 
 
 # ----------------------------------------------------------------------------- reset and step
@@ -369,7 +419,7 @@ def _start(parts: _Parts, key: jax.Array, qpos: jax.Array, qvel: jax.Array) -> E
     zero_action = jnp.zeros((setup.action_size,), jnp.float32)
     metrics = _evaluate(parts, data, data, zero_action, zero_action, info, jnp.zeros((), jnp.float32)).metrics
     true_obs = _observe(parts, data, info, zero_action)
-    obs, info = rand.observe(true_obs, info)
+    obs, info = _stack_history(setup.history, *rand.observe(true_obs, info))
     critic_obs = _critic_observation(parts, true_obs, data, info, None)
     return EnvState.start(data, obs, setup.action_size, metrics, critic_obs=critic_obs, info=info)
 
@@ -389,7 +439,7 @@ def _step(parts: _Parts, state: EnvState, action: jax.Array) -> EnvState:
     judged = _evaluate(parts, data, state.data, action, state.last_action, info, push)
     info = call(task.next_info, config=config, setup=setup, info=judged.info)
     true_obs = _observe(parts, data, info, action)
-    obs, info = rand.observe(true_obs, info)
+    obs, info = _stack_history(setup.history, *rand.observe(true_obs, info))
     critic_obs = _critic_observation(parts, true_obs, data, info, judged.aux)
     return state.advance(data, obs, judged.reward, judged.terminated, action, judged.metrics,
                          critic_obs=critic_obs, info=info)
@@ -399,7 +449,7 @@ def _evaluate(parts: _Parts, data: Any, prev_data: Any, action: jax.Array, last_
               info: dict[str, Any], push: jax.Array) -> _Judged:
     """The task's `evaluate`, its reward terms summed, and the skeleton's metrics (fall, push)."""
     task, config, setup, rand, _ = parts
-    fell = data.xpos[setup.idx.root_body_id, 2] < setup.fall_height
+    fell = fallen(setup, data)
     out = call(task.evaluate, config=config, setup=setup, data=data, prev_data=prev_data, action=action,
                last_action=last_action, info=info, fell=fell)
     reward, reward_metrics = rewards.weighted_sum(task.reward_terms, config.reward_weights, out.quantities)
@@ -424,12 +474,26 @@ def _observe(parts: _Parts, data: Any, info: dict[str, Any], last_action: jax.Ar
     return observations.concat(parts.task.observation_terms, context)
 
 
+def _stack_history(history: int, frame: jax.Array, info: dict[str, Any]) -> tuple[jax.Array, dict[str, Any]]:
+    """(H * O,) the last H frames (O,) the policy saw, newest first, and the info keeping them in
+    `info[HISTORY_INFO_KEY]` (H, O); the episode's first frame fills every slot. H = 1: `frame` as it is."""
+    if history == 1:
+        return frame, info
+    chex.assert_rank(frame, 1)
+    previous = info.get(HISTORY_INFO_KEY)
+    if previous is None:  # the episode's first observation
+        previous = jnp.broadcast_to(frame, (history, frame.shape[0]))
+    frames = jnp.concatenate([frame[None], previous[:-1]])
+    return frames.reshape(-1), {**info, HISTORY_INFO_KEY: frames}
+
+
 def _critic_observation(parts: _Parts, true_obs: jax.Array, data: Any, info: dict[str, Any],
                         aux: Any) -> jax.Array | None:
     """(O + C,) the true actor observation, then the task's privileged extras; None without a critic."""
     if parts.task.critic_extras is None:
         return None
-    extras = call(parts.task.critic_extras, config=parts.config, setup=parts.setup, data=data, info=info, aux=aux)
+    extras = call(parts.task.critic_extras, config=parts.config, setup=parts.setup, data=data, info=info, aux=aux,
+                  drawn=parts.rand.privileged(info))
     return jnp.concatenate([true_obs, extras])
 
 
@@ -465,8 +529,9 @@ def _deploy_spec(parts: _Parts) -> DeploySpec:
     """The task outside JAX: its observation terms on native MjData, its host termination and tracking."""
     task = parts.task
     tracking = None if task.host_tracking is None else functools.partial(_host_call, parts, task.host_tracking)
-    return position_control_deploy(parts.setup.robot, parts.setup.idx, functools.partial(_host_observation, parts),
+    spec = position_control_deploy(parts.setup.robot, parts.setup.idx, functools.partial(_host_observation, parts),
                                    functools.partial(_host_call, parts, task.host_terminated), tracking)
+    return dataclasses.replace(spec, observation_history=parts.setup.history)
 
 
 def position_control_deploy(robot: robots.Robot, idx: robots.RobotIndex, host_observation, host_terminated,

@@ -90,6 +90,11 @@ class WalkConfig:
       fall_height: pelvis height (m) below which the episode terminates; 0 means 0.5 / 1.3 of
         the standing height.
       terminate_on_fall: end the episode at a fall (else it runs to the time limit).
+      fall_tilt: the robot has also fallen when its pelvis tilts more than this (rad) from
+        upright; 0 (the default) judges falls by height alone.
+      observation_history: the actor sees its last this many observation frames, newest first
+        (`Env.observation_history`; 1, the default, is the current frame alone); each frame is
+        the noisy, lagged observation the robot would read.
       reset_noise_scale: half-width of the uniform noise (rad, rad/s) added to the joint angles
         and velocities of the home pose at reset.
       reward_weights: term name -> weight; an override is merged into the defaults and
@@ -104,8 +109,10 @@ class WalkConfig:
     episode_seconds: float = 20.0
     upright_height: float = 0.0
     fall_height: float = 0.0
+    fall_tilt: float = 0.0
     terminate_on_fall: bool = True
     reset_noise_scale: float = 0.05
+    observation_history: int = 1
     reward_weights: Mapping[str, float] = dataclasses.field(default_factory=lambda: DEFAULT_REWARD_WEIGHTS)
     randomization: randomization.RandomizationConfig = dataclasses.field(
         default_factory=randomization.RandomizationConfig)
@@ -119,6 +126,7 @@ class WalkConfig:
         for name in ("upright_height", "fall_height", "reset_noise_scale"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        robot_task.check_skeleton_fields(self)
         rewards.check_weights(REWARD_TERMS, self.reward_weights)
         if not isinstance(self.randomization, randomization.RandomizationConfig):
             raise ValueError(f"randomization: expected a RandomizationConfig, got {type(self.randomization).__name__}")

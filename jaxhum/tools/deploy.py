@@ -8,6 +8,12 @@ This module imports numpy and nothing else; copy it next to `policy.npz` (both w
     action = policy(obs)                  # obs (obs_size,) or (batch, obs_size) -> action in [-1, 1]
     ctrl = policy.ctrl(action)            # controls of actuators `actuator_ids` (policy.json: actuator_order)
 
+A policy trained with an observation history (policy.json: `observation_history` H > 1) reads the
+last H frames (each laid out as `observation_layout`), newest first; keep them with `FrameHistory`:
+
+    history = FrameHistory(policy_json["observation_history"])
+    action = policy(history.push(frame))  # frame (frame_size,); at an episode's start history.reset()
+
 The computation is the JAX policy's deterministic action, in float32:
     z = clip((obs - obs_mean) / obs_std, -obs_clip, obs_clip)    (skipped if normalize is 0)
     h = act(z W_0 + b_0), ..., out = h W_n + b_n,  action = tanh(out[..., :action_size])
@@ -79,3 +85,27 @@ class Policy:
         clip(ctrl_offset + ctrl_scale * clip(action, -1, 1), ctrl_min, ctrl_max)."""
         ctrl = self.ctrl_offset + self.ctrl_scale * np.clip(np.asarray(action, np.float64), -1.0, 1.0)
         return np.clip(ctrl, self.ctrl_min, self.ctrl_max)
+
+
+class FrameHistory:
+    """The last H observation frames, newest first, as a policy trained with
+    `observation_history` H reads them; before H frames arrived the first one fills the rest."""
+
+    def __init__(self, history: int):
+        if int(history) < 1:
+            raise ValueError(f"history: must be >= 1, got {history}")
+        self.history = int(history)
+        self.frames: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget the frames (a new episode starts)."""
+        self.frames = None
+
+    def push(self, frame: np.ndarray) -> np.ndarray:
+        """(H * frame_size,) float32: `frame` (frame_size,), then the H - 1 before it."""
+        frame = np.asarray(frame, np.float32).reshape(-1)
+        if self.frames is None:
+            self.frames = np.broadcast_to(frame, (self.history, frame.shape[0])).copy()
+        else:
+            self.frames = np.concatenate([frame[None], self.frames[:-1]])
+        return self.frames.reshape(-1)

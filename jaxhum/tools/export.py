@@ -7,7 +7,8 @@ Writes into DIR:
                 first ops: Sub(mean), Div(std), Clip(-5, 5); then Gemm + activation per layer,
                 Slice of the Gaussian mean, Tanh.
   policy.npz    the same numbers for `jaxhum/deploy.py`, a numpy-only runner (copied to DIR too).
-  policy.json   what a robot loop needs: observation layout (term names and slices), the action
+  policy.json   what a robot loop needs: observation layout (term names and slices of one frame)
+                and observation history (frames, newest first: `deploy.FrameHistory`), the action
                 mapping (ctrl = clip(ctrl_offset + ctrl_scale * clip(action, -1, 1), ctrl_min,
                 ctrl_max) for the actuators in actuator_order), actuator and
                 joint order, control dt and physics substeps, and the robot's own facts (home
@@ -156,6 +157,7 @@ def policy_json(run: checkpoint.LoadedRun) -> dict[str, Any]:
         "observation_size": env.observation_size,
         "action_size": env.action_size,
         "observation_layout": layout,
+        "observation_history": env.observation_history,
         "action": {
             "mapping": "ctrl[actuator_order] = "
             "clip(ctrl_offset + ctrl_scale * clip(action, -1, 1), ctrl_min, ctrl_max)",

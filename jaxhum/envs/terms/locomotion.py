@@ -122,6 +122,11 @@ class JoystickConfig:
       fall_height: pelvis height (m) below which the episode terminates; 0 means walk's
         0.5 / 1.3 of the standing pelvis height.
       terminate_on_fall: end the episode at a fall.
+      fall_tilt: the robot has also fallen when its pelvis tilts more than this (rad) from
+        upright; 0 (the default) judges falls by height alone.
+      observation_history: the actor sees its last this many observation frames, newest first
+        (`Env.observation_history`; 1, the default, is the current frame alone); each frame is
+        the noisy, lagged observation the robot would read.
       reset_noise_scale: half-width of the uniform noise (rad, rad/s) on joint angles and
         velocities at reset.
       vx_range, vy_range: (low, high) of the commanded forward / lateral velocity (m/s, base frame).
@@ -140,6 +145,9 @@ class JoystickConfig:
         latency and pushes (`jaxhum.envs.terms.randomization.RandomizationConfig`; all off by default;
         `GPU_RANDOMIZATION` holds the recommended ranges). Noise and lag apply to the actor
         observation; with pushes on the metrics carry `push_magnitude`.
+      critic_randomization: the privileged critic also reads what the episode's randomization
+        drew (physics parameters, lag, latency, seconds to the next kick:
+        `randomization.Randomizer.privileged`); off by default. The actor never sees it.
       curriculum: declare the curriculum levels 'command' (scales the command ranges) and, with
         pushes on, 'push' (scales push magnitudes); the trainer moves them (`ppo.curriculum`).
         Off: no levels, the task is the full one.
@@ -148,8 +156,10 @@ class JoystickConfig:
     robot: str = "jh1"
     episode_seconds: float = 20.0
     fall_height: float = 0.0
+    fall_tilt: float = 0.0
     terminate_on_fall: bool = True
     reset_noise_scale: float = 0.05
+    observation_history: int = 1
     vx_range: tuple[float, float] = (-0.5, 1.0)
     vy_range: tuple[float, float] = (-0.3, 0.3)
     yaw_rate_range: tuple[float, float] = (-0.5, 0.5)
@@ -164,6 +174,7 @@ class JoystickConfig:
     reward_weights: Mapping[str, float] = dataclasses.field(default_factory=lambda: DEFAULT_REWARD_WEIGHTS)
     randomization: randomization.RandomizationConfig = dataclasses.field(
         default_factory=randomization.RandomizationConfig)
+    critic_randomization: bool = False
     curriculum: bool = False
 
     def validate(self) -> None:
@@ -185,10 +196,13 @@ class JoystickConfig:
         for name in ("gait_frequency", "tracking_sigma", "air_time_max"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+        robot_task.check_skeleton_fields(self)
         rewards.check_weights(REWARD_TERMS, self.reward_weights)
         if not isinstance(self.randomization, randomization.RandomizationConfig):
             raise ValueError(f"randomization: expected a RandomizationConfig, got {type(self.randomization).__name__}")
         self.randomization.validate()
+        if not isinstance(self.critic_randomization, bool):
+            raise ValueError(f"critic_randomization: must be true or false, got {self.critic_randomization!r}")
         if not isinstance(self.curriculum, bool):
             raise ValueError(f"curriculum: must be true or false, got {self.curriculum!r}")
 
@@ -360,9 +374,11 @@ def evaluate(*, config: JoystickConfig, setup: robot_task.Setup, data: Any, prev
                               commands.tracking_errors(command, local_linvel, angvel), info, aux=feet.vel_xy)
 
 
-def critic_extras(*, setup: robot_task.Setup, data: Any, info: dict[str, Any], aux: jax.Array | None) -> jax.Array:
-    """(CRITIC_EXTRA_SIZE,) privileged state for the critic; `aux` the step's planar foot
-    velocities (2, 2), None at reset (zeros)."""
+def critic_extras(*, config: JoystickConfig, setup: robot_task.Setup, data: Any, info: dict[str, Any],
+                  aux: jax.Array | None, drawn: jax.Array) -> jax.Array:
+    """(CRITIC_EXTRA_SIZE (+ P),) privileged state for the critic; `aux` the step's planar foot
+    velocities (2, 2), None at reset (zeros); with `config.critic_randomization` then `drawn` (P,),
+    what the episode's randomization drew (`Randomizer.privileged`)."""
     idx, c = setup.idx, setup.constants
     foot_vel_xy = jnp.zeros((2, 2), jnp.float32) if aux is None else aux
     extras = jnp.concatenate([
@@ -375,7 +391,7 @@ def critic_extras(*, setup: robot_task.Setup, data: Any, info: dict[str, Any], a
         foot_vel_xy.ravel(),
     ])
     chex.assert_shape(extras, (CRITIC_EXTRA_SIZE,))
-    return extras
+    return jnp.concatenate([extras, drawn]) if config.critic_randomization else extras
 
 
 def host_tracking(*, setup: robot_task.Setup, data: mujoco.MjData, command: Any) -> dict[str, float]:

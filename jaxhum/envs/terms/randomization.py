@@ -401,6 +401,44 @@ class Randomizer:
             info["randomization"] = r
         return info
 
+    def privileged(self, info: Mapping[str, Any]) -> jax.Array:
+        """(P,) float32 what the episode's randomization drew, for a privileged critic (the
+        robot never observes it): for each active range, in `_MODEL_FIELDS` order, the values it
+        set (friction: the floor's (1); masses: total and torso mass (2, kg); com_offset: the
+        torso's centre of mass (3, m); joint_damping, armature, frictionloss: the actuated
+        joints' (A each); kp_scale: kp, kd_scale: kd, motor_strength: torque limit (A each));
+        then the observation lag and action latency drawn (steps, when on) and the seconds to
+        the next kick (when pushes are on). (0,) when nothing is on; the size depends on the
+        config alone."""
+        c, nom = self.config, self.nominal
+        params, r = info.get("params", {}), info.get("randomization", {})
+        parts: list[jax.Array] = []
+        if c.friction is not None:
+            parts.append(params["geom_friction"][nom.friction_geom_ids[:1], 0])
+        if c.mass_scale is not None or c.torso_mass is not None:
+            mass = params["body_mass"]
+            parts.append(jnp.stack([jnp.sum(mass), mass[nom.torso_body_id]]))
+        if c.com_offset is not None:
+            parts.append(params["body_ipos"][nom.torso_body_id])
+        for name, field in (("joint_damping", "dof_damping"), ("armature", "dof_armature"),
+                            ("frictionloss", "dof_frictionloss")):
+            if getattr(c, name) is not None:
+                parts.append(params[field][nom.dof_ids])
+        if c.kp_scale is not None:
+            parts.append(params["actuator_gainprm"][nom.actuator_ids, 0])
+        if c.kd_scale is not None:
+            parts.append(-params["actuator_biasprm"][nom.actuator_ids, 2])
+        if c.motor_strength is not None:
+            parts.append(params["actuator_forcerange"][nom.actuator_ids, 1])
+        for name in ("obs_lag", "action_latency"):
+            if getattr(c, name) > 0:
+                parts.append(r[name][None])
+        if c.pushes_on:
+            parts.append((r["push_countdown"] * self.dt)[None])
+        if not parts:
+            return jnp.zeros((0,), jnp.float32)
+        return jnp.concatenate([jnp.asarray(x, jnp.float32).reshape(-1) for x in parts])
+
     def _interval_steps(self, key: jax.Array) -> jax.Array:
         seconds = _uniform(key, self.config.push_interval)
         return jnp.maximum(1, jnp.round(seconds / self.dt)).astype(jnp.int32)
