@@ -102,7 +102,7 @@ def get_config(preset: str | None = None) -> run_config.RunConfig:
             keep_checkpoints=3,
         )
     if preset == "gpu_randomized":
-        return dataclasses.replace(get_config("gpu"), env=ROBUST_ENV, num_timesteps=140_000_000)
+        return dataclasses.replace(get_config("gpu"), env=ROBUST_ENV, num_timesteps=120_000_000)
     if preset == "cpu":
         return run_config.RunConfig(
             env_name="joystick",
