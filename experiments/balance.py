@@ -38,7 +38,8 @@ ROBUST_ENV = FrozenMapping(
     {
         **joystick.ROBUST_ENV,
         "randomization": FrozenMapping({**joystick.ROBUST_ENV["randomization"], "push_velocity": (0.1, 1.5)}),
-        "reward_weights": FrozenMapping({"feet_phase": 0.0, "stand_still": -0.1}),
+        "reward_weights": FrozenMapping({**joystick.ROBUST_ENV["reward_weights"], "feet_phase": 0.0,
+                                         "stand_still": -0.1}),
     }
 )
 
