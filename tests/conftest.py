@@ -14,6 +14,7 @@ import pytest
 # humanoid_run programs that test_jobs, test_finetune and test_save_faults then load from the cache.
 SLOWEST_FIRST = (
     "test_runner.py", "test_envs.py", "test_after_training.py", "test_balance.py", "test_walk.py",
+    "test_sim2sim_randomized.py", "test_falls.py", "test_robust_locomotion.py",
     "test_jobs.py", "test_parallel.py", "test_bad_input.py", "test_asymmetric_critic.py", "test_curriculum.py",
     "test_multiseed.py", "test_joystick.py", "test_nonfinite.py", "test_robustness.py", "test_randomization.py",
     "test_save_faults.py", "test_robot_task.py", "test_finetune.py", "test_resume.py", "test_rl_train.py",
@@ -64,6 +65,11 @@ QUICK = (
     "test_after_training.py::test_plot_of_a_run_that_evaluated_only_at_its_end",
     "test_after_training.py::test_every_tool_asks_for_gpu_memory_on_demand_before_parsing",
     "test_robustness.py::test_cell_config_fixes_the_cells_values",
+    # robust locomotion: the fall diagnosis by hand, native randomization's appliers, skeleton settings
+    "test_sim2sim_randomized.py::test_action_delay_and_observation_path_by_hand",
+    "test_falls.py::test_analyse_against_hand_numbers", "test_falls.py::test_a_task_without_pushes_is_refused",
+    "test_robust_locomotion.py::test_bad_settings_are_refused_naming_the_field",
+    "test_robust_locomotion.py::test_robot_precision_act_runs_every_matmul_in_full_float32",
     # the job service: its schema and its refusals
     "test_jobs.py::test_schema_lists_every_override_with_its_type_and_default",
     "test_jobs.py::test_bad_requests_are_refused_before_any_process_starts",

@@ -104,7 +104,7 @@ def exported(any_run, tmp_path_factory):
 
 def test_loading_a_run_does_not_import_the_training_loop(subprocess_env):
     code = ("import sys, jaxhum.run.checkpoint, jaxhum.tools.evaluate, jaxhum.tools.export, jaxhum.tools.sim2sim, "
-            "jaxhum.tools.plot, jaxhum.tools.robustness; "
+            "jaxhum.tools.plot, jaxhum.tools.robustness, jaxhum.tools.falls; "
             "assert 'jaxhum.run.loop' not in sys.modules, 'the training loop was imported'; "
             "assert 'jaxhum.run.main' not in sys.modules, 'the experiment command line was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env=subprocess_env)
@@ -371,7 +371,7 @@ def test_use_memory_on_demand_sets_preallocate_unless_the_user_did(monkeypatch):
     assert os.environ[memory.PREALLOCATE] == "true"
 
 
-@pytest.mark.parametrize("name", ["evaluate", "export", "sim2sim", "plot", "robustness"])
+@pytest.mark.parametrize("name", ["evaluate", "export", "sim2sim", "plot", "robustness", "falls"])
 def test_every_tool_asks_for_gpu_memory_on_demand_before_parsing(name, monkeypatch, capsys):
     """JAX would take 75% of the GPU at its first device use; a tool beside a training run must not."""
     import importlib

@@ -214,3 +214,51 @@ def test_the_robust_presets_validate_and_match_for_init_from(experiment):
     assert env["observation_history"] == 5 and env["critic_randomization"] is True
     assert env["fall_tilt"] == 0.8 and env["fall_height"] == 0.40
     R.RandomizationConfig(**{k: v for k, v in env["randomization"].items()}).validate()
+
+
+# ----------------------------------------------------------------------------- outside JAX
+
+
+class _Recorder:
+    """A numpy policy that stands still (action 0) and keeps what it saw."""
+
+    def __init__(self, spec, action_size: int):
+        self.spec, self.seen, self.zero = spec, [], np.zeros(action_size, np.float32)
+
+    def __call__(self, obs):
+        self.seen.append(np.array(obs))
+        return self.zero
+
+    def ctrl(self, action):
+        s = self.spec
+        return np.clip(s.ctrl_offset + s.ctrl_scale * action, s.ctrl_min, s.ctrl_max)
+
+
+def test_sim2sim_gives_the_native_policy_the_same_stacked_observation(env):
+    from jaxhum.tools import sim2sim
+
+    starts = sim2sim.episode_starts(env, 2, seed=0)
+    mjx_first = np.asarray(jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), 2)).obs)
+    frame = sum(size for _, size in env.observation_layout)
+    for i in range(2):
+        policy = _Recorder(env.deploy, env.action_size)
+        sim2sim.native_episode(env, policy, starts.qpos[i], starts.qvel[i], starts.commands[i], starts.worlds[i])
+        seen = np.stack(policy.seen)
+        assert seen.shape[1] == H * frame
+        # the same world's first observation (noise included), every slot filled with it
+        np.testing.assert_allclose(seen[0], mjx_first[i], atol=1e-4)
+        for t in range(1, len(seen)):  # each native frame moves one slot back, as in MJX
+            np.testing.assert_array_equal(seen[t].reshape(H, frame)[1:], seen[t - 1].reshape(H, frame)[:-1])
+
+
+def test_robot_precision_act_runs_every_matmul_in_full_float32():
+    """`load_run`'s act is the exported policy's arithmetic: no reduced-precision GPU passes."""
+    from jaxhum.run import checkpoint
+
+    def policy_fn(params, obs, key):
+        return jnp.tanh(obs @ params)
+
+    jaxpr = str(jax.make_jaxpr(lambda p, o: checkpoint._robot_precision_act(policy_fn, p, o))(
+        jnp.ones((3, 2)), jnp.ones((4, 3))))
+    assert "HIGHEST" in jaxpr
+    assert "HIGHEST" not in str(jax.make_jaxpr(lambda p, o: policy_fn(p, o, None))(jnp.ones((3, 2)), jnp.ones((4, 3))))

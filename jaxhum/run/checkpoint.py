@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import logging
 import os
 import pathlib
@@ -490,7 +491,8 @@ class LoadedRun:
       env: the task built from the config (`jaxhum.envs.Env`).
       params: the policy parameters with the observation normalizer (`PolicyParams`).
       act: `act(params, obs (..., obs_size)) -> action (..., A)`, the deterministic action
-        tanh(loc) (pure; jit it at the call site).
+        tanh(loc) (pure; jit it at the call site), its matmuls in full float32 on any backend,
+        so evaluation, sim-to-sim and export judge the policy that runs on the robot.
     """
 
     run_dir: pathlib.Path
@@ -518,8 +520,16 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None, best: bool = F
         step=restored.step,
         env=run_config.build_env(config),
         params=policy_bundle(restored.state),
-        act=lambda params, obs: trainer.policy_fn(params, obs, None),
+        act=functools.partial(_robot_precision_act, trainer.policy_fn),
     )
+
+
+def _robot_precision_act(policy_fn: Callable[..., jax.Array], params: Any, obs: jax.Array) -> jax.Array:
+    """The deterministic action with every matmul in full float32 (`precision='highest'`), as the
+    exported policy computes it on a robot (numpy, onnxruntime); a GPU's default precision
+    (TF32-like passes) would differ from it by ~1e-3 in the action."""
+    with jax.default_matmul_precision("highest"):
+        return policy_fn(params, obs, None)
 
 
 def load_policy(

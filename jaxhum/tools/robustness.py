@@ -128,7 +128,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("run_dir", type=str)
     parser.add_argument("--friction", type=str, default="0.4,0.7,1.0")
     parser.add_argument("--mass-scale", type=str, default="0.9,1.0,1.1")
-    parser.add_argument("--push", type=str, default="0,0.5,1.0", help="kick magnitudes (m/s)")
+    parser.add_argument("--push", type=str, default="0,0.5,1.0,1.5", help="kick magnitudes (m/s)")
     parser.add_argument("--push-every", type=float, default=3.0, help="seconds between kicks")
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)

@@ -15,9 +15,13 @@ the host observation at the same step as MJX's. Its tracking errors (`tracking/v
 `tracking/yaw`) are measured as MJX evaluation measures them (`env.deploy.host_tracking`: the
 step's base-frame velocimeter vx and gyro yaw rate against the command the step was taken under,
 averaged over the steps of the episode, the one that ended it included, then over episodes), and
-its success applies the task's tracking bounds as MJX's does. Randomization (noise, lag, latency,
-randomized physics, pushes) is MJX-only: a run trained with it is evaluated under it in MJX, while
-the native side runs the nominal model.
+its success applies the task's tracking bounds as MJX's does. A randomized run's native episode
+lives in its MJX episode's world (`jaxhum.tools.native_randomization`, replayed from the reset
+state as the commands are): the episode's physics parameters written into a copy of the host
+model, its action latency, its kicks added to the root velocity at the same steps (after the
+delayed action, before the physics, as MJX adds them), its observation noise draws and its
+observation lag, in MJX's order. The report's `randomization` names the fields applied natively
+(`applied_natively`) and any that native MuJoCo cannot express (`mjx_only`; none today).
 
 Bad input: one line `error: <field>: <constraint>` on stderr, exit 2.
 """
@@ -28,60 +32,94 @@ import json
 import pathlib
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from jaxhum.run import checkpoint
 
+if TYPE_CHECKING:
+    from jaxhum.tools.native_randomization import NativeWorld
+
 SIM2SIM_FILE = "sim2sim.json"
 TRACKING_PREFIX = "tracking/"  # = jaxhum.tools.episode_stats.TRACKING_PREFIX (not imported: it imports JAX)
 
 
-def reset_states(env: Any, episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """qpos (N, nq), qvel (N, nv) of the N reset states MJX evaluation with this seed starts from
-    (`evaluation.make_episode_evaluator`: `vmap(env.reset)` over `split(key(seed), N)`), and for a
-    command task their command schedules (N, episode_length + 1, 3) (`env.command_schedule`: entry
-    t is the command in the observation after step t, the one step t + 1 is tracked under); None
-    for other tasks."""
+class Starts(NamedTuple):
+    """What the N native episodes start from, matching MJX evaluation's N episodes."""
+
+    qpos: np.ndarray  # (N, nq) float64
+    qvel: np.ndarray  # (N, nv) float64
+    commands: np.ndarray | None  # (N, episode_length + 1, 3) a command task's schedules; None for others
+    worlds: list[NativeWorld] | None  # per episode its randomized world; None without randomization
+
+
+def episode_starts(env: Any, episodes: int, seed: int) -> Starts:
+    """The N reset states MJX evaluation with this seed starts from
+    (`evaluation.make_episode_evaluator`: `vmap(env.reset)` over `split(key(seed), N)`), with for
+    a command task their command schedules (`env.command_schedule`: entry t is the command in the
+    observation after step t, the one step t + 1 is tracked under) and for a randomized task
+    their worlds (`native_randomization.episode_worlds`)."""
     import jax
+
+    from jaxhum.tools import native_randomization
 
     keys = jax.random.split(jax.random.key(seed), episodes)
     state = jax.jit(jax.vmap(env.reset))(keys)
     schedule = getattr(env, "command_schedule", None)
     commands = None if schedule is None else jax.jit(jax.vmap(schedule))(state.info)
     data = jax.device_get(state.data)
-    return (np.asarray(data.qpos, np.float64), np.asarray(data.qvel, np.float64),
-            None if commands is None else np.asarray(commands, np.float32))
+    return Starts(np.asarray(data.qpos, np.float64), np.asarray(data.qvel, np.float64),
+                  None if commands is None else np.asarray(commands, np.float32),
+                  native_randomization.episode_worlds(env, keys, state.info))
+
+
+def reset_states(env: Any, episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """qpos (N, nq), qvel (N, nv) and command schedules (N, episode_length + 1, 3) or None of
+    `episode_starts`."""
+    starts = episode_starts(env, episodes, seed)
+    return starts.qpos, starts.qvel, starts.commands
 
 
 def native_episode(env: Any, policy: Any, qpos: np.ndarray, qvel: np.ndarray,
-                   commands: np.ndarray | None = None) -> dict[str, float]:
+                   commands: np.ndarray | None = None, world: NativeWorld | None = None) -> dict[str, float]:
     """One episode of a numpy policy in native MuJoCo from (qpos, qvel).
 
-    `commands` (episode_length + 1, 3): a command task's schedule (`reset_states`), as MJX steps
+    `commands` (episode_length + 1, 3): a command task's schedule (`episode_starts`), as MJX steps
     it: the observation after step t shows `commands[t]`, and step t + 1's tracking errors
     (`env.deploy.host_tracking`) are those under `commands[t]`.
+    `world`: the episode's randomized world (`native_randomization.NativeWorld`); None: the
+    nominal model, no noise, lag, latency or kicks. A step, as MJX's: policy(observation) ->
+    delayed action -> ctrl -> kick -> `n_substeps` physics steps -> true observation -> noise -> lag
+    -> the last `env.observation_history` frames.
     Returns length (steps), terminated (0/1), distance (m, whole-body com along +x) and, given
     `commands`, `tracking/<name>`: the mean over the steps taken (the one that ended it included).
     """
     import mujoco
 
-    model, spec = env.sim.mj_model, env.deploy
+    from jaxhum.tools.native_randomization import ActionDelay, ObservationPath
+
+    spec = env.deploy
+    model = env.sim.mj_model if world is None else world.model(env.sim.mj_model)
     n_substeps = int(round(env.dt / model.opt.timestep))
     data = mujoco.MjData(model)
     data.qpos[:], data.qvel[:] = qpos, qvel
     mujoco.mj_forward(model, data)
+    seen = ObservationPath(world, env.observation_history)
+    delay = ActionDelay(0 if world is None else world.action_latency, env.action_size)
 
     def observe(last_action: np.ndarray, t: int) -> np.ndarray:
+        """The policy's input after t steps: the task's true observation, then what `seen` makes of it."""
         extra = {} if commands is None else {"command": commands[t]}
-        return spec.host_observation(model=model, data=data, last_action=last_action, **extra)
+        return seen(spec.host_observation(model=model, data=data, last_action=last_action, **extra), t)
 
     obs = observe(np.zeros(env.action_size, np.float32), 0)
     x0, terminated, steps, tracking = float(data.subtree_com[0, 0]), False, 0, {}
     while steps < env.episode_length and not terminated:
         action = policy(obs)
-        data.ctrl[spec.actuator_ids] = policy.ctrl(action)
+        data.ctrl[spec.actuator_ids] = policy.ctrl(delay(action))
+        if world is not None:
+            world.kick(data.qvel, steps)
         mujoco.mj_step(model, data, nstep=n_substeps)
         if commands is not None:
             for name, error in spec.host_tracking(model=model, data=data, command=commands[steps]).items():
@@ -127,14 +165,15 @@ def compare(run: checkpoint.LoadedRun, policy: Any, episodes: int, seed: int,
 
     `mjx_report`: `jaxhum.tools.evaluate.evaluate_run(run, episodes, seed)` if already computed.
     """
-    from jaxhum.tools import evaluate
+    from jaxhum.tools import evaluate, native_randomization
 
     if mjx_report is None:
         mjx_report = evaluate.evaluate_run(run, episodes, seed)
-    qpos, qvel, commands = reset_states(run.env, episodes, seed)
-    if commands is None:
-        commands = [None] * episodes
-    native = [native_episode(run.env, policy, q, v, c) for q, v, c in zip(qpos, qvel, commands)]
+    starts = episode_starts(run.env, episodes, seed)
+    commands = [None] * episodes if starts.commands is None else starts.commands
+    worlds = [None] * episodes if starts.worlds is None else starts.worlds
+    native = [native_episode(run.env, policy, q, v, c, w)
+              for q, v, c, w in zip(starts.qpos, starts.qvel, commands, worlds)]
     keys = ["success_rate", "fall_rate", "forward_velocity", "episode_length"]
     keys += [k for k in mjx_report if k.startswith(TRACKING_PREFIX)]
     return {
@@ -145,6 +184,7 @@ def compare(run: checkpoint.LoadedRun, policy: Any, episodes: int, seed: int,
         "seed": seed,
         "mujoco": native_figures(native, run.env.dt, getattr(run.env, "tracking_bounds", None)),
         "mjx": {k: mjx_report[k] for k in keys},
+        "randomization": native_randomization.report(run.env),
     }
 
 
@@ -160,7 +200,18 @@ def format_table(report: dict[str, Any]) -> str:
 
     for key in report["mjx"]:
         lines.append(f"  {key:<20} {text(report['mjx'][key]):>10} {text(report['mujoco'].get(key)):>10}")
+    if "randomization" in report:
+        lines.append(randomization_line(report["randomization"]))
     return "\n".join(lines)
+
+
+def randomization_line(randomization: dict[str, list[str]]) -> str:
+    """The table's last line: the randomization applied in both engines and any applied in MJX alone."""
+    both, mjx_only = randomization["applied_natively"], randomization["mjx_only"]
+    if not both and not mjx_only:
+        return "  randomization: none (the nominal model in both engines)"
+    return (f"  randomization in both engines: {', '.join(both) or 'none'}; "
+            f"MJX only: {', '.join(mjx_only) or 'none'}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
