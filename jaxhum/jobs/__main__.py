@@ -1,4 +1,4 @@
-"""`python -m jaxhum.jobs [--host 127.0.0.1] [--port 8000] [--data DIR] [--token-file PATH] ...`.
+"""`python -m jaxhum.jobs [--host 127.0.0.1] [--port 8000] [--data DIR] [--token-file PATH] [--allow-path DIR] ...`.
 
 Serves the training-job API (see `jaxhum.jobs.app`) with uvicorn. Bad flags print one line,
 `error: <flag>: <constraint>`, on stderr and exit with status 2 before anything starts (the
@@ -9,6 +9,9 @@ running jobs with a checkpoint; they are then `resumable`.
 With a token (`--token-file PATH`, else the environment variable JAXHUM_JOBS_TOKEN), every
 route but /health needs `Authorization: Bearer <token>`. Without one the server binds only a
 loopback address, unless `--insecure` says otherwise (it then warns on stderr).
+
+`--allow-path DIR` (repeatable) names the directories a job's `env.model_path` and `init_from`
+may point into (default: the data directory alone); each must be an existing directory.
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"a run's num_seeds; more: 400 (default {defaults.max_seeds})")
     parser.add_argument("--max-timesteps", default=str(defaults.max_timesteps),
                         help=f"env steps a run trains to, per seed; more: 400 (default {defaults.max_timesteps})")
+    parser.add_argument("--allow-path", action="append", default=[], metavar="DIR",
+                        help="a directory a job's env.model_path and init_from may point into (repeatable; "
+                        "default: the data directory alone)")
     return parser
 
 
@@ -73,7 +79,7 @@ class Settings:
       host, port: where to listen.
       data_dir: the data directory (absolute; not created yet).
       max_concurrent, stop_timeout: as the flags.
-      limits: the request limits (`--max-*`).
+      limits: the request limits (`--max-*`; `--allow-path` as `allowed_roots`, resolved).
       token: the bearer token, None for none.
       insecure: `--insecure` was given and is needed (a non-loopback host without a token).
     """
@@ -98,9 +104,30 @@ def _int(value: str, flag: str, low: int, high: int) -> int:
     return number
 
 
+def _allowed_root(value: str) -> str:
+    """An --allow-path value, resolved (os.path.realpath); it must be an existing directory."""
+    root = os.path.realpath(value) if value else ""  # realpath('') is the working directory
+    if not os.path.isdir(root):
+        raise _UsageError(f"--allow-path: must be an existing directory, got {value!r}")
+    return root
+
+
+def _check_folders(data_dir: pathlib.Path) -> None:
+    """runs/ and logs/, where they exist, must be directories of their own, not links: the
+    service opens a job's files only inside the data directory, never through a link."""
+    for name in ("runs", "logs"):
+        folder = data_dir / name
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise _UsageError(f"--data: {folder} is a symbolic link or not a directory; the service keeps its "
+                              f"runs and logs in directories inside the data directory (point --data elsewhere)")
+
+
 def _lock(data_dir: pathlib.Path) -> int:
     """Holds an exclusive lock on data_dir/server.lock for the life of the process."""
-    fd = os.open(data_dir / "server.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(data_dir / "server.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as err:
+        raise _UsageError(f"--data: cannot open {data_dir / 'server.lock'} ({err.strerror})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -112,7 +139,7 @@ def _check_not_served(data_dir: pathlib.Path) -> None:
     """Refuses a data directory another server holds, without creating anything (the lock file is
     only opened if it exists; `_lock` takes it once every other check has passed)."""
     try:
-        fd = os.open(data_dir / "server.lock", os.O_RDWR)
+        fd = os.open(data_dir / "server.lock", os.O_RDWR | os.O_NOFOLLOW)
     except FileNotFoundError:
         return
     except OSError as err:
@@ -184,6 +211,7 @@ def settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | Non
         max_envs=_int(args.max_envs, "--max-envs", 1, 1 << 31),
         max_seeds=_int(args.max_seeds, "--max-seeds", 1, 1 << 16),
         max_timesteps=_int(args.max_timesteps, "--max-timesteps", 1, TIMESTEPS_MAX),
+        allowed_roots=tuple(dict.fromkeys(_allowed_root(p) for p in args.allow_path)),
     )
     token = _token(args.token_file, os.environ if environ is None else environ)
     exposed = not _is_loopback(args.host, port)
@@ -202,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_dir = config.data_dir
         if data_dir.exists() and not data_dir.is_dir():
             raise _UsageError(f"--data: {data_dir} exists and is not a directory")
+        _check_folders(data_dir)
         # Every check that can fail comes before anything is written: a busy port or a data
         # directory held by another server leaves no directory and no lock file behind.
         _check_not_served(data_dir)

@@ -17,6 +17,13 @@ Errors are `{"detail": ...}`: 422 for malformed JSON, wrong types or a number ou
 the bearer token (when the server has one), 404 for an unknown job or log, 409 for a request the
 job's status or progress does not allow, 413 for a body or an `overrides` over the limits, 416
 for a log offset past the log's end. An error quotes at most a short excerpt of the input.
+
+Files: a log is read only as a regular file inside the data directory's logs/ folder, opened
+without following a link (`jaxhum.jobs.files`); any other (a symbolic link, a linked logs/) is
+answered as an unknown log, 404. A request's `env.model_path` and `init_from` (on submit and on
+resume) must be absolute paths under an allowed root (`--allow-path`, default the data
+directory), else 400 with one fixed line, `<field>: must be an absolute path under an allowed
+root (--allow-path)`, whether the path exists or not.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import fastapi
 import pydantic
 from fastapi import encoders, exceptions, responses
 
-from jaxhum.jobs import guards
+from jaxhum.jobs import files, guards
 from jaxhum.jobs import limits as limits_lib
 from jaxhum.jobs import tasks as tasks_lib
 from jaxhum.jobs.limits import Limits, cut, excerpt, short_input
@@ -181,7 +188,8 @@ def create_app(data_dir: str | os.PathLike, max_concurrent: int = 1, stop_timeou
                token: str | None = None) -> fastapi.FastAPI:
     """The service over `data_dir` (jobs.sqlite3, runs/, logs/); jobs start with `env`
     (default: the server's environment; never the token's variable). Requests are held to
-    `limits` (default: `Limits()`); with a `token`, every route but /health needs
+    `limits` (default: `Limits()`; its `allowed_roots`, default the data directory, bound
+    `env.model_path` and `init_from`); with a `token`, every route but /health needs
     `Authorization: Bearer <token>`."""
     limits = Limits() if limits is None else limits
     # The server validates configs and may build tasks in-process: keep its JAX on the CPU,
@@ -195,7 +203,7 @@ def create_app(data_dir: str | os.PathLike, max_concurrent: int = 1, stop_timeou
     env = {k: v for k, v in (os.environ if env is None else env).items() if k != limits_lib.TOKEN_ENV}
     known = tasks_lib.discover()
     manager = Manager(Store(data_dir), data_dir, known, max_concurrent=max_concurrent,
-                      stop_timeout=stop_timeout, env=env)
+                      stop_timeout=stop_timeout, env=env, allowed_roots=limits.allowed_roots)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: fastapi.FastAPI) -> AsyncIterator[None]:
@@ -285,7 +293,7 @@ class _Jobs:
         """The experiment's command line for a request (before `out`) and its preset.
 
         Raises:
-          tasks_lib.InvalidJob: a bad override, preset or length.
+          tasks_lib.InvalidJob: a bad override, preset or length, a path outside the allowed roots.
         """
         argv = tasks_lib.overrides_argv(body.overrides)
         if body.preset is not None and body.preset not in task.presets:
@@ -295,6 +303,7 @@ class _Jobs:
             argv += ["--preset", preset]
         if body.seed is not None:
             argv += ["--seed", str(body.seed)]
+        self.manager.check_paths(task, argv)  # before anything (the runner's check too) opens them
         length = self.resolve_length(task, argv + out, body.num_iterations, body.num_timesteps)
         return argv + ["--num-timesteps", str(length)], preset
 
@@ -368,18 +377,20 @@ def _add_job_routes(app: fastapi.FastAPI, jobs: _Jobs) -> None:
         job = jobs.get_job(job_id)
         body = body or ResumeRequest()
         length_field = "num_timesteps" if body.num_timesteps is not None else "num_iterations"
+        manager = jobs.manager
         try:
-            Manager.check_resumable(job)
+            manager.check_resumable(job)
             task = jobs.task_of(job.task)
-            length = jobs.resolve_length(task, Manager.resume_argv(job, 0), body.num_iterations,
+            manager.check_paths(task, job.argv)  # the roots may have changed since it was submitted
+            length = jobs.resolve_length(task, manager.resume_argv(job, 0), body.num_iterations,
                                          body.num_timesteps) or 0
             if length:
                 jobs.check_timesteps(length, length_field)
-                Manager.check_resume_length(job, length, length_field)
-            prepared = task.prepare(Manager.resume_argv(job, length))
+                manager.check_resume_length(job, length, length_field)
+            prepared = task.prepare(manager.resume_argv(job, length))
             total_steps = jobs.total_steps(prepared)
             jobs.check_timesteps(total_steps, length_field if length else "num_timesteps")
-            return _view(request, jobs.manager.resume(job.id, length, total_steps))
+            return _view(request, manager.resume(job.id, length, total_steps))
         except Conflict as err:
             raise fastapi.HTTPException(409, str(err)) from None
         except tasks_lib.InvalidJob as err:
@@ -398,13 +409,22 @@ def _add_log_route(app: fastapi.FastAPI, manager: Manager) -> None:
         job = manager.store.get(match.group(1)) if match else None
         if job is None:
             raise fastapi.HTTPException(404, f"log: no log {excerpt(name)}")
-        path = manager.log_path(job.id)  # built from the checked id, never from the request text
-        size = path.stat().st_size if path.exists() else 0
+        try:  # the path is built from the checked id, never from the request text
+            fd = manager.open_log(job.id)
+        except FileNotFoundError:
+            fd = None  # not started yet: an empty log
+        except (OSError, files.Refused):  # a link, not a regular file: as if there were no such log
+            raise fastapi.HTTPException(404, f"log: no log {excerpt(name)}") from None
+        size = os.fstat(fd).st_size if fd is not None else 0
         if offset > size:
+            if fd is not None:
+                os.close(fd)
             raise fastapi.HTTPException(416, f"offset: must be <= the log's size {size}, got {offset}")
         if follow:
-            return responses.StreamingResponse(_follow(manager, job.id, path, offset), media_type="text/plain")
-        data = _read(path, offset, _LOG_CHUNK)
+            return responses.StreamingResponse(_follow(manager, job.id, fd, offset), media_type="text/plain")
+        data = _read(fd, offset, _LOG_CHUNK) if fd is not None else b""
+        if fd is not None:
+            os.close(fd)
         headers = {"X-Log-Offset": str(offset + len(data)), "X-Log-Size": str(size), "X-Job-Status": job.status}
         return fastapi.Response(data, media_type="text/plain; charset=utf-8", headers=headers)
 
@@ -446,24 +466,31 @@ def _run_schema() -> dict[str, Any]:
     return schema
 
 
-def _read(path: pathlib.Path, offset: int, limit: int) -> bytes:
+def _read(fd: int, offset: int, limit: int) -> bytes:
+    return os.pread(fd, limit, offset)
+
+
+async def _follow(manager: Manager, job_id: str, fd: int | None, offset: int) -> AsyncIterator[bytes]:
+    """The log from `offset` as it grows, until the job is no longer queued or running; reads
+    the open `fd` (None: the log is opened once it appears, the same way; closed at the end)."""
     try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read(limit)
-    except FileNotFoundError:
-        return b""
-
-
-async def _follow(manager: Manager, job_id: str, path: pathlib.Path, offset: int) -> AsyncIterator[bytes]:
-    """The log from `offset` as it grows, until the job is no longer queued or running."""
-    while True:
-        job = manager.store.get(job_id)
-        data = _read(path, offset, _LOG_CHUNK)
-        if data:
-            offset += len(data)
-            yield data
-            continue
-        if job is None or job.status not in ACTIVE:
-            return
-        await asyncio.sleep(0.5)
+        while True:
+            job = manager.store.get(job_id)
+            if fd is None:
+                try:
+                    fd = manager.open_log(job_id)
+                except FileNotFoundError:
+                    pass
+                except (OSError, files.Refused):  # a link appeared: nothing of it is served
+                    return
+            data = _read(fd, offset, _LOG_CHUNK) if fd is not None else b""
+            if data:
+                offset += len(data)
+                yield data
+                continue
+            if job is None or job.status not in ACTIVE:
+                return
+            await asyncio.sleep(0.5)
+    finally:
+        if fd is not None:
+            os.close(fd)

@@ -2,7 +2,7 @@
 
 The fixed bounds keep every number the service stores inside SQLite's 64-bit integers and every
 seed inside the range the training honours; `Limits` holds what the operator sets on the
-command line (`python -m jaxhum.jobs --max-envs ...`). Light to import: the command line checks
+command line (`python -m jaxhum.jobs --max-envs ... --allow-path DIR`). Light to import: the command line checks
 its flags with it before anything heavy is loaded.
 """
 
@@ -43,6 +43,8 @@ class Limits:
       max_seeds: the run's `num_seeds` (seeds trained in one program); 400 above.
       max_timesteps: the env steps a run trains to (its `num_timesteps` rounded up to whole
         iterations, per seed), on submit and on resume; 400 above.
+      allowed_roots: the directories (resolved, absolute) under which a run's `env.model_path`
+        and `init_from` must lie (`--allow-path`); empty: the data directory alone. 400 outside.
     """
 
     max_body_bytes: int = 64 * 1024
@@ -50,6 +52,7 @@ class Limits:
     max_envs: int = 65536
     max_seeds: int = 16
     max_timesteps: int = 10**10
+    allowed_roots: tuple[str, ...] = ()
 
 
 def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:

@@ -17,6 +17,11 @@ recorded as `resumable` (or `failed` without a checkpoint), and `POST /jobs/{id}
 continues them. On start, a job recorded as running whose process is gone is settled the same
 way; one whose process still runs (same pid AND same start time, as pids get reused; e.g. the
 server was SIGKILLed) is adopted and watched again. Queued jobs start again.
+
+Every file of a job the manager reads or writes (its log, its run directory's metrics.jsonl and
+checkpoints) is reached through `jaxhum.jobs.files`: inside the data directory, never through a
+symbolic link. A job whose log or run directory is a link (or reached through one) is not
+started: it fails with a line saying so, and nothing is written through the link.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ import json
 import os
 import pathlib
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -38,13 +42,17 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jaxhum.jobs import files as files_lib
 from jaxhum.jobs import tasks as tasks_lib
 from jaxhum.jobs.store import Job, Store, utc_now
 
-__all__ = ["Conflict", "Manager", "checkpoint_step", "has_checkpoint", "outcome", "process_start_time"]
+__all__ = ["Conflict", "Manager", "outcome", "process_start_time", "progress"]
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)  # as -signum (Popen) or 128 + signum (the runner)
 _TAIL_BYTES = 65536  # enough for the last few rows of metrics.jsonl
+_LAST_LINE_BYTES = 4096  # of a log, for the line that says why a job failed
+_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+_NO_LINKS = "the service reads and writes a job's files only inside its data directory, never through a symbolic link"
 
 
 class Conflict(ValueError):
@@ -95,47 +103,12 @@ class _Process:
 # ----------------------------------------------------------------------------- run directory
 
 
-def _remove(path: pathlib.Path) -> None:
-    """Deletes a file or a directory tree; a symlink is unlinked itself, its target left alone."""
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.is_dir():
-        shutil.rmtree(path)
-
-
-def has_checkpoint(run_dir: str | os.PathLike) -> bool:
-    """Whether the run holds a complete checkpoint (Orbax names complete ones by their step)."""
-    root = pathlib.Path(run_dir) / "checkpoints"
-    return root.is_dir() and any(p.name.isdigit() and p.is_dir() for p in root.iterdir())
-
-
-def checkpoint_step(run_dir: str | os.PathLike) -> int:
-    """The step of the run's newest complete checkpoint (0 without one)."""
-    root = pathlib.Path(run_dir) / "checkpoints"
-    if not root.is_dir():
-        return 0
-    return max((int(p.name) for p in root.iterdir() if p.name.isdigit() and p.is_dir()), default=0)
-
-
-def _last_line(path: str | os.PathLike) -> str:
-    """The last non-empty line of a log file ('' if none)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return ""
-    return next((line.strip() for line in reversed(lines) if line.strip()), "")
-
-
-def _tail_rows(path: pathlib.Path) -> list[dict[str, Any]]:
-    """The complete JSON rows in the last _TAIL_BYTES of a metrics.jsonl, oldest first."""
-    with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        f.seek(max(0, size - _TAIL_BYTES))
-        lines = f.read().decode(errors="replace").split("\n")
-    if size > _TAIL_BYTES:
-        lines = lines[1:]  # the first line is cut
+def _tail_rows(data: bytes, cut: bool) -> list[dict[str, Any]]:
+    """The complete JSON rows in the tail `data` of a metrics.jsonl (`cut`: its first line is
+    cut, the file being longer), oldest first."""
+    lines = data.decode(errors="replace").split("\n")
+    if cut:
+        lines = lines[1:]
     rows = []
     for line in lines[:-1]:  # the last piece has no newline yet (or is empty)
         try:
@@ -145,21 +118,21 @@ def _tail_rows(path: pathlib.Path) -> list[dict[str, Any]]:
     return rows
 
 
-def progress(job: Job, since: float = 0.0) -> dict[str, Any]:
+def progress(job: Job, rows: Sequence[dict[str, Any]], mtime: float, since: float = 0.0) -> dict[str, Any]:
     """step, eval_return, steps_per_second and eta (ISO UTC) from the run's metrics.jsonl.
+
+    Args:
+      rows: the last rows of metrics.jsonl, oldest first.
+      mtime: the file's modification time (time.time() seconds).
+      since: the time.time() the job's process started.
 
     The rate is measured between the last two log points (so evaluation and checkpoint time
     count); with one point it is that point's `train/steps_per_second`. The ETA is the time of
     the last point plus the remaining steps at that rate, None until the process started at
-    `since` (a time.time()) has logged a point: a resumed run's old points say nothing about it.
-    Empty before the first log point.
+    `since` has logged a point: a resumed run's old points say nothing about it. Empty before
+    the first log point.
     """
-    path = pathlib.Path(job.run_dir) / "metrics.jsonl"
-    try:
-        mtime = path.stat().st_mtime
-        rows = [r for r in _tail_rows(path) if isinstance(r.get("step"), int)]
-    except OSError:
-        return {}
+    rows = [r for r in rows if isinstance(r.get("step"), int)]
     if not rows:
         return {}
     last = rows[-1]
@@ -182,8 +155,13 @@ def progress(job: Job, since: float = 0.0) -> dict[str, Any]:
     return out
 
 
-def outcome(job: Job, exit_code: int | None) -> tuple[str, str]:
+def outcome(job: Job, exit_code: int | None, *, summary: bool, checkpoint: bool, last_line: str) -> tuple[str, str]:
     """(status, error) of a job whose process ended with `exit_code` (None: unknown).
+
+    Args:
+      summary: the run wrote eval_summary.json (it finished).
+      checkpoint: the run holds a complete checkpoint.
+      last_line: the log's last non-empty line.
 
     0 -> succeeded; after a cancel -> cancelled; 2 -> failed (bad input, the runner's line);
     stopped by a signal we did not send as a cancel (SIGTERM/SIGINT: the server stopped, or
@@ -191,20 +169,18 @@ def outcome(job: Job, exit_code: int | None) -> tuple[str, str]:
     unknown status -> resumable when a checkpoint exists, else failed; any other status ->
     failed with the log's last line.
     """
-    run_dir = pathlib.Path(job.run_dir)
-    if exit_code == 0 or (exit_code is None and (run_dir / "eval_summary.json").exists()):
+    if exit_code == 0 or (exit_code is None and summary):
         return "succeeded", ""
-    checkpoint = has_checkpoint(run_dir)
     if job.cancel_requested:
         return "cancelled", "" if checkpoint else "cancelled before the first checkpoint"
     if exit_code == 2:
-        return "failed", _last_line(job.log_path)
+        return "failed", last_line
     if exit_code is None or abs(exit_code) in _STOP_SIGNALS or exit_code - 128 in _STOP_SIGNALS:
         how = "process gone" if exit_code is None else f"stopped by a signal (exit status {exit_code})"
         if checkpoint:
             return "resumable", f"{how}; POST /jobs/{job.id}/resume continues from the checkpoint"
         return "failed", f"{how} before the first checkpoint"
-    return "failed", f"exit status {exit_code}: {_last_line(job.log_path)}"
+    return "failed", f"exit status {exit_code}: {last_line}"
 
 
 # ----------------------------------------------------------------------------- the manager
@@ -223,10 +199,13 @@ class Manager:
         stop_timeout: float = 60.0,
         poll_interval: float = 0.5,
         env: Mapping[str, str] | None = None,
+        allowed_roots: Sequence[str] = (),
     ):
         self.store = store
         self.data_dir = pathlib.Path(data_dir).resolve()
         self.tasks = dict(tasks)
+        # Where a job's env.model_path and init_from may point (resolved); default: the data directory.
+        self.allowed_roots = tuple(os.path.realpath(r) for r in allowed_roots) or (str(self.data_dir),)
         self.max_concurrent = max_concurrent
         self.stop_timeout = stop_timeout
         self.poll_interval = poll_interval
@@ -335,9 +314,10 @@ class Manager:
 
     def delete(self, job_id: str, files: bool = False) -> bool:
         """Removes an ended job's row; with `files` also its run directory and log (the paths this
-        server gives a job, inside the data directory; a symlink there is removed, never followed).
+        server gives a job, inside the data directory; a symlink there is removed, never followed;
+        nothing is removed through a linked runs/ or logs/ folder).
 
-        Returns whether files were removed. Raises:
+        Returns whether the files were removed (False: one was left, reached through a link). Raises:
           KeyError: unknown job. Conflict: the job is queued or running (cancel it first).
         """
         with self._lock:
@@ -347,41 +327,113 @@ class Manager:
             self.store.delete(job_id)
         if not files:
             return False
-        _remove(self.run_dir(job_id))
-        _remove(self.log_path(job_id))
-        return True
+        removed = [files_lib.remove(self.data_dir, p) for p in (self.run_dir(job_id), self.log_path(job_id))]
+        return all(removed)
 
-    @staticmethod
-    def resume_argv(job: Job, resume_timesteps: int) -> list[str]:
+    def resume_argv(self, job: Job, resume_timesteps: int) -> list[str]:
         """The experiment's command line that continues `job` (resume_timesteps 0: as saved)."""
-        return ["--resume", job.run_dir] + (["--num-timesteps", str(resume_timesteps)] if resume_timesteps else [])
+        return (["--resume", str(self.run_dir(job.id))]
+                + (["--num-timesteps", str(resume_timesteps)] if resume_timesteps else []))
 
-    @staticmethod
-    def check_resume_length(job: Job, num_timesteps: int, field: str = "num_timesteps") -> None:
+    def check_resume_length(self, job: Job, num_timesteps: int, field: str = "num_timesteps") -> None:
         """A resume's new length must lie past the step the job reached (logged or checkpointed).
 
         Raises:
           Conflict: one line naming that step (`field`: the request's field that set the length).
         """
-        reached = max(job.step, checkpoint_step(job.run_dir))
+        reached = max(job.step, *self.checkpoint_steps(job.id), 0)
         if num_timesteps <= reached:
             raise Conflict(f"{field}: the job has reached step {reached}; a resume must train past it, "
                            f"got {num_timesteps} env steps")
 
-    @staticmethod
-    def check_resumable(job: Job) -> None:
+    def check_resumable(self, job: Job) -> None:
+        """A stopped job whose run directory holds a checkpoint and no symbolic link (the resumed
+        run reads the whole directory, checkpoints included).
+
+        Raises:
+          Conflict: one line on why not.
+        """
         if job.status not in ("cancelled", "failed", "resumable"):
             raise Conflict(f"status: the job is {job.status}; only cancelled, failed or resumable jobs can be resumed")
-        if not has_checkpoint(job.run_dir):
+        try:
+            self.check_run_dir(job, resume=True)
+        except files_lib.Refused as err:
+            raise Conflict(f"run_dir: {err}; {_NO_LINKS}") from None
+        if not self.checkpoint_steps(job.id):
             raise Conflict(f"{job.id}: the run has no checkpoint to resume from; submit the job again")
 
-    # -- paths
+    def check_paths(self, task: tasks_lib.Task, argv: Sequence[str]) -> None:
+        """`task.check_paths` against this server's allowed roots (`--allow-path`).
+
+        Raises:
+          tasks_lib.InvalidJob: one line.
+        """
+        task.check_paths(argv, self.allowed_roots)
+
+    # -- paths and files (all inside data_dir, never through a link)
 
     def run_dir(self, job_id: str) -> pathlib.Path:
         return self.data_dir / "runs" / job_id
 
     def log_path(self, job_id: str) -> pathlib.Path:
         return self.data_dir / "logs" / f"{job_id}.log"
+
+    def open_log(self, job_id: str, flags: int = os.O_RDONLY) -> int:
+        """An fd of the job's log (`files.open_file`; the caller closes it).
+
+        Raises:
+          FileNotFoundError: no log yet (without O_CREAT). files.Refused: a link, not a regular file.
+        """
+        return files_lib.open_file(self.data_dir, self.log_path(job_id), flags)
+
+    def checkpoint_steps(self, job_id: str) -> list[int]:
+        """The steps of the job's complete checkpoints (Orbax names complete ones by their step);
+        a linked checkpoints/ folder or step directory does not count."""
+        try:
+            names = files_lib.subdirs(self.data_dir, self.run_dir(job_id) / "checkpoints")
+        except files_lib.Refused:
+            return []
+        return sorted(int(n) for n in names if n.isdigit())
+
+    def check_run_dir(self, job: Job, resume: bool = False) -> None:
+        """The job's run directory is missing or a directory reached without links (`resume`:
+        and holding none).
+
+        Raises:
+          files.Refused: one line naming the link.
+        """
+        run_dir = self.run_dir(job.id)
+        files_lib.check_dir(self.data_dir, run_dir)
+        link = files_lib.first_link(self.data_dir, run_dir) if resume else None
+        if link is not None:
+            raise files_lib.Refused(f"{run_dir / link} is a symbolic link")
+
+    def _last_line(self, job_id: str) -> str:
+        """The last non-empty line of the job's log ('' if none, or refused)."""
+        try:
+            data, _ = files_lib.read_tail(self.data_dir, self.log_path(job_id), _LAST_LINE_BYTES)
+        except (OSError, files_lib.Refused):
+            return ""
+        lines = data.decode(errors="replace").splitlines()
+        return next((line.strip() for line in reversed(lines) if line.strip()), "")
+
+    def _progress(self, job: Job, since: float = 0.0) -> dict[str, Any]:
+        """`progress` from the job's metrics.jsonl ({} without one, or refused)."""
+        try:
+            data, info = files_lib.read_tail(self.data_dir, self.run_dir(job.id) / "metrics.jsonl", _TAIL_BYTES)
+        except (OSError, files_lib.Refused):
+            return {}
+        if info is None:
+            return {}
+        return progress(job, _tail_rows(data, info.st_size > _TAIL_BYTES), info.st_mtime, since)
+
+    def _append_log(self, job_id: str, line: str) -> None:
+        """Appends one line to the job's log (not through a link: then the line is dropped)."""
+        try:
+            with os.fdopen(self.open_log(job_id, _LOG_FLAGS), "ab") as log:
+                log.write(f"[jaxhum.jobs {utc_now()}] {line}\n".encode())
+        except (OSError, files_lib.Refused):
+            pass
 
     # -- internals (callers hold self._lock)
 
@@ -394,18 +446,30 @@ class Manager:
     def _schedule(self) -> None:
         if self._stop.is_set():
             return
-        free = self.max_concurrent - len(self._procs)
-        for job in self.store.list("queued")[:max(free, 0)]:
-            self._launch(job)
+        for job in self.store.list("queued"):
+            if len(self._procs) >= self.max_concurrent:
+                break
+            self._launch(job)  # one that cannot start fails at once and leaves its slot to the next
 
     def _launch(self, job: Job) -> None:
         if job.resume_next:
             task_args = self.resume_argv(job, job.resume_timesteps)
         else:
-            task_args = [*job.argv, "--out", job.run_dir]
+            task_args = [*job.argv, "--out", str(self.run_dir(job.id))]
         cmd = [sys.executable, "-m", f"experiments.{job.task}", *task_args, "--progress", "lines"]
         started = time.time()
-        with open(job.log_path, "ab") as log:
+        try:
+            # Checked again here: a queued job may start under a server with other roots, and a
+            # link may have appeared since the request was checked.
+            if job.task in self.tasks:
+                self.check_paths(self.tasks[job.task], job.argv)
+            self.check_run_dir(job, resume=job.resume_next)
+            log_fd = self.open_log(job.id, _LOG_FLAGS)
+        except (tasks_lib.InvalidJob, files_lib.Refused, OSError) as err:
+            why = f"{err}; {_NO_LINKS}" if isinstance(err, files_lib.Refused) else str(err)
+            self.store.update(job.id, status="failed", error=f"could not start: {why}", finished_at=utc_now())
+            return
+        with os.fdopen(log_fd, "ab") as log:
             log.write(f"[jaxhum.jobs {utc_now()}] {shlex.join(cmd)}\n".encode())
             log.flush()
             try:
@@ -420,12 +484,13 @@ class Manager:
                           started_at=job.started_at or utc_now(), eta=None)
 
     def _finish(self, job: Job, exit_code: int | None) -> None:
-        status, error = outcome(job, exit_code)
-        fields = progress(job)
+        summary = files_lib.is_file(self.data_dir, self.run_dir(job.id) / "eval_summary.json")
+        status, error = outcome(job, exit_code, summary=summary, checkpoint=bool(self.checkpoint_steps(job.id)),
+                                last_line=self._last_line(job.id))
+        fields = self._progress(job)
         fields.pop("eta", None)
         # The log's last line first: a follower stops reading once the status has changed.
-        with open(job.log_path, "ab") as log:
-            log.write(f"[jaxhum.jobs {utc_now()}] {status}{': ' + error if error else ''}\n".encode())
+        self._append_log(job.id, f"{status}{': ' + error if error else ''}")
         self.store.update(job.id, **fields, status=status, error=error, exit_code=exit_code, finished_at=utc_now(),
                           pid=None, pid_start="", eta=None, resume_next=False)
 
@@ -439,7 +504,7 @@ class Manager:
                     del self._procs[job_id]
                     self._finish(job, code)
                     continue
-                fields = progress(job, since=proc.started)
+                fields = self._progress(job, since=proc.started)
                 if any(getattr(job, k) != v for k, v in fields.items()):
                     self.store.update(job_id, **fields)
             self._schedule()

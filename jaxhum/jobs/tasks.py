@@ -3,21 +3,27 @@
 Tasks are the experiment modules found in the `experiments` package (each has `get_config`,
 `PRESETS` and `main`), so a new experiment is servable without touching this package. A job's
 command line is checked in-process with `jaxhum.run.main.prepare`, which parses and validates it
-exactly as the job's own process will, without compiling or writing anything.
+exactly as the job's own process will, without compiling or writing anything. Before that, the
+files a command line names (`PATH_FIELDS`) are checked against the operator's roots without
+opening them (`Task.check_paths`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
+import pathlib
 import pkgutil
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from jaxhum.jobs import files
 from jaxhum.jobs.limits import INT64_MAX, INT64_MIN, excerpt
 
-__all__ = ["POLICY_TYPES", "SERVER_FIELDS", "InvalidJob", "Task", "discover", "overrides_argv"]
+__all__ = ["PATH_FIELDS", "POLICY_TYPES", "SERVER_FIELDS", "InvalidJob", "Task", "discover", "outside_roots",
+           "overrides_argv"]
 
 POLICY_TYPES = ("PPO",)  # what the project trains
 
@@ -27,6 +33,9 @@ SERVER_FIELDS = {
     "num_timesteps": "use the request's num_timesteps or num_iterations",
     "seed": "use the request's seed",
 }
+# Fields that name a file or directory the run (and the in-process check) opens: a request may
+# point them only under the operator's roots (`--allow-path`).
+PATH_FIELDS = ("env.model_path", "init_from")
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _FIELD_CHARS = 100  # far longer than any dotted field name of a run config
 _INTEGER = re.compile(r"\s*[+-]?\d[\d_]*\s*")  # an item the runner may read as an int (underscores too)
@@ -59,6 +68,68 @@ class Task:
             return run_main.prepare(self.get_config, list(argv), self.name, self.presets)
         except (ConfigError, CheckpointError, run_cli_lib.UsageError) as err:
             raise InvalidJob(" ".join(str(err).split())) from None
+
+    def requested_paths(self, argv: Sequence[str]) -> dict[str, str]:
+        """The PATH_FIELDS a new run's command line (as the service builds it: overrides,
+        --preset, --seed, --num-timesteps) sets to a non-empty value, by field; parsed and
+        validated as `prepare` does, but without building the task or opening any file.
+
+        Raises:
+          InvalidJob: the runner's one-line message for a command line it refuses.
+        """
+        from jaxhum import config as config_lib
+        from jaxhum.config import ConfigError
+        from jaxhum.run import cli as run_cli_lib
+        from jaxhum.run import config as run_config
+        from jaxhum.run import main as run_main
+
+        try:
+            args = run_main.make_parser(self.name, self.presets).parse_intermixed_args(list(argv))
+            flags = {"seed": args.seed, "num_timesteps": args.num_timesteps}
+            overrides = {k: v for k, v in flags.items() if v is not None}
+            overrides.update(config_lib.parse_overrides([*args.overrides, *args.positional]))
+            config = config_lib.apply_overrides(self.get_config(args.preset), overrides)
+            config = run_config.validate(config, build=False)  # env: the task's whole config
+        except (ConfigError, run_cli_lib.UsageError) as err:
+            raise InvalidJob(" ".join(str(err).split())) from None
+        found = {}
+        for field in PATH_FIELDS:
+            try:
+                value = config_lib.get(config, field)
+            except ConfigError:  # the task has no such field
+                continue
+            if value:
+                found[field] = str(value)
+        return found
+
+    def check_paths(self, argv: Sequence[str], roots: Sequence[str]) -> None:
+        """Every path the command line names (`requested_paths`) must be absolute and resolve
+        under one of `roots` (resolved directories); an `init_from` run's checkpoints/ must hold
+        no symbolic link (the runner reads it).
+
+        Raises:
+          InvalidJob: `outside_roots(field)` for a path outside the roots, the same line whether
+            the path exists or not (nothing but os.path.realpath has looked at it); one naming
+            the link for a link in init_from's checkpoints.
+        """
+        paths = self.requested_paths(argv)
+        for field, value in paths.items():
+            if not files.allowed(value, roots):
+                raise InvalidJob(outside_roots(field))
+        if "init_from" in paths:
+            source = pathlib.Path(os.path.realpath(paths["init_from"]))
+            try:
+                link = files.first_link(source, source / "checkpoints")
+            except files.Refused as err:
+                raise InvalidJob(f"init_from: {err}; a checkpoint is read only without symbolic links") from None
+            if link is not None:
+                raise InvalidJob(f"init_from: {source / 'checkpoints' / link} is a symbolic link; a checkpoint is "
+                                 f"read only without symbolic links")
+
+
+def outside_roots(field: str) -> str:
+    """The one line that refuses a path outside the allowed roots (never says whether it exists)."""
+    return f"{field}: must be an absolute path under an allowed root (--allow-path)"
 
 
 def discover(package: str = "experiments") -> dict[str, Task]:
