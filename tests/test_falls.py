@@ -141,9 +141,14 @@ def test_report_is_written_and_consistent(report, run_dir):
         assert sum(r["censored"] for r in rows) == report["kicks_censored"]
     assert report["falls"] == len(report["fallen_episodes"]) == sum(report["falls_by_time_since_kick"].values())
     assert 0 <= report["reaction"]["kicks"] <= report["kicks"]
-    # The same episodes as `jaxhum.evaluate` with the same seed: the same falls.
+    assert report["fall_rate"] == report["falls"] / EPISODES
+
+
+@pytest.mark.full(reason="compiles jaxhum.evaluate's rollout too (~50 s); the counts above check the report itself")
+def test_falls_are_the_episodes_evaluate_counts(report, run_dir):
+    """The same episodes as `jaxhum.evaluate` with the same seed: the same falls."""
     evaluated = evaluate.evaluate_run(checkpoint.load_run(run_dir), EPISODES, seed=0)
-    assert report["fall_rate"] == evaluated["fall_rate"] == report["falls"] / EPISODES
+    assert report["fall_rate"] == evaluated["fall_rate"]
 
 
 def test_no_pushes_is_one_line_exit_2(run_dir, monkeypatch, capsys):
