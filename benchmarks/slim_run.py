@@ -60,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.dst.exists():
         parser.error(f"dst: {args.dst} exists; give a new directory")
-    step = slim(args.src, args.dst, args.best)
+    try:
+        step = slim(args.src, args.dst, args.best)
+    except checkpoint.CheckpointError as err:
+        print(f"error: src: {err}", file=sys.stderr)
+        return 2
     print(f"{args.dst}: step {step} of {args.src}, 2 envs")
     return 0
 
