@@ -67,7 +67,6 @@ def test_the_observation_is_the_last_frames_newest_first(env, rollout):
     start, states = rollout
     frame = sum(size for _, size in env.observation_layout)
     assert env.observation_size == H * frame and env.observation_history == H
-    assert env.deploy.observation_history == H
     first = _frames(start.obs, frame)
     np.testing.assert_array_equal(first, np.broadcast_to(first[:, :1], first.shape))  # the first frame fills all
     obs = _frames(states.obs, frame)
@@ -106,7 +105,7 @@ def test_frame_history_outside_jax_stacks_as_the_env_does(env, rollout):
 
 def test_history_one_is_the_frame_alone():
     env = envs.make("joystick")
-    assert env.observation_history == 1 and env.deploy.observation_history == 1
+    assert env.observation_history == 1
     assert env.observation_size == sum(size for _, size in env.observation_layout)
 
 

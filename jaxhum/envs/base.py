@@ -158,7 +158,6 @@ class DeploySpec:
       host_tracking: a command task's `(*, model, data, command (3,)) -> {'tracking/<name>':
         float}`, the tracking errors (the step's `tracking/...` metrics) of the control step that
         reached native `data` under `command`; None for other tasks.
-      observation_history: H, the frames of `host_observation` the policy reads (`Env.observation_history`).
     """
 
     ctrl_offset: Any
@@ -170,7 +169,6 @@ class DeploySpec:
     host_terminated: Callable[..., bool]
     robot: Mapping[str, Any]
     host_tracking: Callable[..., Mapping[str, float]] | None = None
-    observation_history: int = 1
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

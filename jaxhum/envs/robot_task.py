@@ -529,9 +529,8 @@ def _deploy_spec(parts: _Parts) -> DeploySpec:
     """The task outside JAX: its observation terms on native MjData, its host termination and tracking."""
     task = parts.task
     tracking = None if task.host_tracking is None else functools.partial(_host_call, parts, task.host_tracking)
-    spec = position_control_deploy(parts.setup.robot, parts.setup.idx, functools.partial(_host_observation, parts),
+    return position_control_deploy(parts.setup.robot, parts.setup.idx, functools.partial(_host_observation, parts),
                                    functools.partial(_host_call, parts, task.host_terminated), tracking)
-    return dataclasses.replace(spec, observation_history=parts.setup.history)
 
 
 def position_control_deploy(robot: robots.Robot, idx: robots.RobotIndex, host_observation, host_terminated,
