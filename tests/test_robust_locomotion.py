@@ -5,6 +5,8 @@ One MJX compile of a randomized joystick env (history 3, tilt rule, privileged c
 rollout from a few resets with autoreset, read by every test of the module.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import mujoco
@@ -14,7 +16,7 @@ import pytest
 from experiments import balance as balance_experiment
 from experiments import joystick as joystick_experiment
 from jaxhum import envs
-from jaxhum.envs import robot_task
+from jaxhum.envs import joystick, robot_task
 from jaxhum.envs.terms import randomization as R
 from jaxhum.run import config as run_config
 from jaxhum.tools import deploy
@@ -213,6 +215,14 @@ def test_the_robust_presets_validate_and_match_for_init_from(experiment):
     assert env["observation_history"] == 5 and env["critic_randomization"] is True
     assert env["fall_tilt"] == 0.8 and env["fall_height"] == 0.40
     R.RandomizationConfig(**{k: v for k, v in env["randomization"].items()}).validate()
+
+
+def test_gpu_randomized_trains_under_larger_kicks_than_it_is_judged_under():
+    config = run_config.validate(joystick_experiment.get_config("gpu_randomized"), build=False)
+    train = envs.make_config("joystick", **config.env).randomization
+    judged = envs.make_config("joystick", **{**config.env, **config.eval_env}).randomization
+    assert train.push_velocity == (0.1, 1.5) and judged.push_velocity == (0.1, 1.0)
+    assert judged == dataclasses.replace(train, push_velocity=judged.push_velocity) == joystick.GPU_RANDOMIZATION
 
 
 # ----------------------------------------------------------------------------- outside JAX

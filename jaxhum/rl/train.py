@@ -593,6 +593,7 @@ def make_train(
     num_seeds: int = 1,
     mesh: Any = None,
     vmap_seeds: bool = True,
+    eval_env: Any = None,
 ) -> Trainer:
     """Builds the jitted PPO functions for ``env`` (see ``Trainer``).
 
@@ -607,6 +608,8 @@ def make_train(
         (bit-identical on the CPU to separate runs); see ``parallel.compile_trainer``.
       mesh: a 'data' mesh (``parallel.make_mesh``) to split the envs and minibatches over, or
         None for one device; num_envs and the minibatch size must divide by its size.
+      eval_env: the env ``evaluate`` runs the policy in (same observation and action sizes as
+        ``env``: a harder or easier world, e.g. other pushes); None evaluates in ``env``.
 
     The host loop is ``state = trainer.init(key)`` then ``state, metrics = trainer.iteration(state)``
     repeatedly; ``iteration`` donates its argument, so only the returned state may be used after.
@@ -631,7 +634,12 @@ def make_train(
         minibatch_sharding=parallel.minibatch_sharding(mesh),
     )
     policy_fn = functools.partial(_policy_fn, static)
-    evaluator = evaluation_lib.make_evaluator(env, policy_fn, config.num_eval_envs)
+    if eval_env is not None and (eval_env.observation_size, eval_env.action_size) != (
+            env.observation_size, env.action_size):
+        raise ValueError(f"eval_env: must have env's observation and action sizes "
+                         f"({env.observation_size}, {env.action_size}), got "
+                         f"({eval_env.observation_size}, {eval_env.action_size})")
+    evaluator = evaluation_lib.make_evaluator(env if eval_env is None else eval_env, policy_fn, config.num_eval_envs)
     init, iteration, evaluate = parallel.compile_trainer(
         functools.partial(_init, static),
         functools.partial(_iteration, static, schedule),

@@ -488,7 +488,8 @@ class LoadedRun:
       run_dir: the run directory.
       config: its `RunConfig`.
       step: env steps of the loaded checkpoint.
-      env: the task built from the config (`jaxhum.envs.Env`).
+      env: the task the run is evaluated in (`run_config.build_eval_env`: the training task
+        with the config's `eval_env` fields; `jaxhum.envs.Env`).
       params: the policy parameters with the observation normalizer (`PolicyParams`).
       act: `act(params, obs (..., obs_size)) -> action (..., A)`, the deterministic action
         tanh(loc) (pure; jit it at the call site), its matmuls in full float32 on any backend,
@@ -518,7 +519,7 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None, best: bool = F
         run_dir=pathlib.Path(run_dir),
         config=config,
         step=restored.step,
-        env=run_config.build_env(config),
+        env=run_config.build_eval_env(config),
         params=policy_bundle(restored.state),
         act=functools.partial(_robot_precision_act, trainer.policy_fn),
     )

@@ -25,6 +25,7 @@ __all__ = [
     "RunConfig",
     "SEED_MAX",
     "build_env",
+    "build_eval_env",
     "build_trainer",
     "every_iterations",
     "json_schema",
@@ -80,6 +81,12 @@ class RunConfig:
       devices: how many devices to split the env batch and the SGD minibatches over: 0 = all
         devices (of every process, after `jax.distributed.initialize`), N = the first N local
         devices. ppo.num_envs and the minibatch size must divide by the count.
+      eval_env: changes to `env` for evaluation alone: the world the policy is judged in (the
+        run's evaluations, and `jaxhum.evaluate`, falls, robustness, sim2sim and export of the
+        run), as fields of the task merged over `env` (`eval_env.randomization.push_velocity=0.1,1.0`
+        evaluates under kicks of at most 1 m/s a policy trained under larger ones). Empty (the
+        default) evaluates in the training world. The observation and action sizes must stay
+        those of `env`. `validate` stores each given field's whole value.
     """
 
     env_name: str = "humanoid_run"
@@ -97,6 +104,7 @@ class RunConfig:
     num_seeds: int = 1
     vmap_seeds: bool = True
     devices: int = 0
+    eval_env: Mapping[str, Any] = FrozenMapping()
 
 
 # The largest seed: jax.random.key takes the seed modulo 2**32 (key(2**32) is key(0)), so a
@@ -107,7 +115,7 @@ SEED_MAX = 2**32 - 1
 # up to the point reached (a longer num_timesteps does lengthen a 'linear' lr schedule).
 RESUMABLE_FIELDS = (
     "num_timesteps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "out_dir",
-    "stop_at_eval_return",
+    "stop_at_eval_return", "eval_env",
 )
 
 
@@ -146,6 +154,7 @@ def validate(config: RunConfig, build: bool = True) -> RunConfig:
         raise _from_value_error("ppo", err) from None
     _validate_devices(config)
     config = _validate_env(config)
+    config = _validate_eval_env(config)
     if build:
         _check_builds(config)
     return config
@@ -194,6 +203,28 @@ def _validate_env(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, env=config_lib.as_mapping(task))
 
 
+def _validate_eval_env(config: RunConfig) -> RunConfig:
+    """eval_env holds fields of the task that merge over env into a valid task; returns the config
+    with each given field's whole value (parsed and completed: `config_lib.as_mapping`)."""
+    from jaxhum import envs
+
+    if not config.eval_env:
+        return config
+    fields = config_lib.field_types(envs.REGISTRY[config.env_name].config_cls)
+    for key in config.eval_env:
+        config_lib.require(key in fields, f"eval_env.{key}",
+                           f"unknown field of {config.env_name}; known fields: {', '.join(sorted(fields))}")
+    base = envs.registry.resolve(config.env_name, config.env, parse=True)
+    try:
+        task = config_lib.merge(base, config.eval_env)
+        config_lib.check_finite(task)
+        task.validate()
+    except ValueError as err:
+        raise _from_value_error("eval_env", err) from None
+    whole = config_lib.as_mapping(task)
+    return dataclasses.replace(config, eval_env=FrozenMapping({k: whole[k] for k in config.eval_env}))
+
+
 def _from_value_error(prefix: str, err: ValueError) -> ConfigError:
     """'name: constraint' from a component's ValueError as a ConfigError on prefix.name."""
     if isinstance(err, ConfigError):
@@ -233,6 +264,22 @@ def _check_builds(config: RunConfig) -> None:
         build_env(config)
     except Exception as err:  # whatever the task raises, the user gets one line
         raise _build_error(config, err) from None
+    if config.eval_env:
+        _check_eval_sizes(config)
+
+
+def _check_eval_sizes(config: RunConfig) -> None:
+    """The evaluation world takes the policy the training world trains: same observation, critic
+    observation and action sizes."""
+    try:
+        train_env, eval_env = build_env(config), build_eval_env(config)
+    except Exception as err:  # whatever the task raises, the user gets one line
+        text = " ".join(str(err).split()) or type(err).__name__
+        raise ConfigError("eval_env", f"{config.env_name} could not be built: {type(err).__name__}: {text}") from None
+    for size in ("observation_size", "critic_observation_size", "action_size"):
+        got, want = getattr(eval_env, size, None), getattr(train_env, size, None)
+        config_lib.require(got == want, "eval_env",
+                           f"must keep the task's {size} ({want}); these fields make it {got}")
 
 # ----------------------------------------------------------------------------- derived values
 
@@ -292,6 +339,14 @@ def _make_env(env_name: str, overrides: FrozenMapping) -> Any:
     return envs.make(env_name, **overrides)
 
 
+def build_eval_env(config: RunConfig) -> Any:
+    """The world the run is evaluated in: `env` with `eval_env`'s fields (a validated config:
+    each holds its whole value); `build_env(config)` itself when `eval_env` is empty."""
+    if not config.eval_env:
+        return build_env(config)
+    return _make_env(config.env_name, FrozenMapping({**config.env, **config.eval_env}))
+
+
 def build_trainer(config: RunConfig, env: Any | None = None, mesh: Any = None) -> Any:
     """`jaxhum.rl.train.make_train` for this run (builds the env unless given).
 
@@ -302,7 +357,8 @@ def build_trainer(config: RunConfig, env: Any | None = None, mesh: Any = None) -
     from jaxhum.rl import train
 
     return train.make_train(env if env is not None else build_env(config), config.ppo, num_iterations(config),
-                            num_seeds=config.num_seeds, mesh=mesh, vmap_seeds=config.vmap_seeds)
+                            num_seeds=config.num_seeds, mesh=mesh, vmap_seeds=config.vmap_seeds,
+                            eval_env=build_eval_env(config) if config.eval_env else None)
 
 
 def train_keys(config: RunConfig) -> tuple[Any, Any]:
