@@ -9,6 +9,7 @@ queue across the restart and is cancelled before its first checkpoint. Every wai
 from __future__ import annotations
 
 import datetime
+import http.client
 import json
 import os
 import pathlib
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -79,10 +81,12 @@ def free_port() -> int:
 
 class Server:
     """`python -m jaxhum.jobs` on a free port over one data directory (`args`: more flags;
-    `token`: sent as `Authorization: Bearer` by `__call__`)."""
+    `token`: sent as `Authorization: Bearer` by `__call__`; `command`: what runs instead of
+    `python -m jaxhum.jobs`, before the flags)."""
 
-    def __init__(self, data: pathlib.Path, env: dict[str, str], args: tuple[str, ...] = (), token: str | None = None):
-        self.data, self.env, self.args, self.token = data, env, args, token
+    def __init__(self, data: pathlib.Path, env: dict[str, str], args: tuple[str, ...] = (), token: str | None = None,
+                 command: tuple[str, ...] = (sys.executable, "-m", "jaxhum.jobs")):
+        self.data, self.env, self.args, self.token, self.command = data, env, args, token, command
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -90,7 +94,7 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.output = open(self.data.parent / "server.out", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jaxhum.jobs", "--port", str(self.port), "--data", str(self.data),
+            [*self.command, "--port", str(self.port), "--data", str(self.data),
              "--stop-timeout", str(DEADLINE_S), *self.args],
             env=self.env, stdout=self.output, stderr=subprocess.STDOUT)
 
@@ -145,6 +149,32 @@ class Server:
 
         wait_for(f"the log of job {job_id} to end", more)
         return log
+
+
+class Follower(threading.Thread):
+    """`GET /logs/{job_id}.log?follow=true` read to its end in a thread (`data`: the bytes so
+    far; `ended`: the stream ended cleanly; `error`: what broke it instead)."""
+
+    def __init__(self, server: Server, job_id: str):
+        super().__init__(daemon=True)
+        self.server, self.job_id = server, job_id
+        self.data, self.ended, self.error = b"", False, None
+        self.start()
+
+    def run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=DEADLINE_S)
+        headers = {"Authorization": f"Bearer {self.server.token}"} if self.server.token else {}
+        try:
+            conn.request("GET", f"/logs/{self.job_id}.log?follow=true", headers=headers)
+            resp = conn.getresponse()
+            assert resp.status == 200, resp.status
+            while chunk := resp.read1(65536):
+                self.data += chunk
+            self.ended = True
+        except Exception as err:  # reported by the test
+            self.error = err
+        finally:
+            conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -386,8 +416,13 @@ def test_resume_and_a_server_restart_lose_no_job(server, jobs):
              lambda: (j := server.job(jobs["b"]))["step"] > cancelled_at and j["estimated_completion"])
     log_before = (server.data / "logs" / f"{jobs['b']}.log").read_bytes()
 
-    # SIGTERM: B saves a checkpoint and stops with the server (uvicorn re-raises the signal).
+    # SIGTERM with a follower open: B saves a checkpoint and stops with the server (uvicorn
+    # re-raises the signal), and the follower's stream ends (it once held the server up for good).
+    follower = Follower(server, jobs["b"])
+    wait_for("the follower's first bytes", lambda: follower.data, timeout=60)
     assert server.stop() in (0, -signal.SIGTERM)
+    follower.join(timeout=30)
+    assert follower.ended and follower.error is None, follower.error
     server.start()
     status, _, listed = server("GET", "/jobs")
     assert [j["job_id"] for j in listed] == [jobs["a"], jobs["b"], jobs["c"]]
@@ -418,7 +453,8 @@ def test_resume_and_a_server_restart_lose_no_job(server, jobs):
     b = server.job(jobs["b"])
     assert b["status"] == "succeeded" and b["exit_code"] == 0 and b["step"] == b["num_timesteps"] > stopped_at, b
     status, _, health = server("GET", "/health")
-    assert health["jobs"] == {"queued": 0, "running": 0, "succeeded": 2, "failed": 0, "cancelled": 1, "resumable": 0}
+    assert health["jobs"] == {"queued": 0, "starting": 0, "running": 0, "succeeded": 2, "failed": 0, "cancelled": 1,
+                              "resumable": 0}
 
 
 # ----------------------------------------------------------------------------- recovery without HTTP

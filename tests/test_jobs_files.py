@@ -244,8 +244,6 @@ def test_a_job_never_writes_through_a_linked_log_or_run_directory(tmp_path, subp
 
 
 def test_allow_path_parses_and_a_bad_one_is_a_one_line_error(tmp_path, monkeypatch, capsys):
-    import uvicorn
-
     models, link = tmp_path / "models", tmp_path / "link"
     models.mkdir()
     link.symlink_to(models, target_is_directory=True)
@@ -256,7 +254,7 @@ def test_allow_path_parses_and_a_bad_one_is_a_one_line_error(tmp_path, monkeypat
     assert jobs_main.settings(["--data", str(data)], environ={}).limits.allowed_roots == ()
     assert Manager(Store(tmp_path), tmp_path, tasks={}).allowed_roots == (str(tmp_path.resolve()),)  # the default
 
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server must not start"))
+    monkeypatch.setattr(jobs_main, "serve", lambda *a, **k: pytest.fail("the server must not start"))
     (tmp_path / "a_file").write_text("")
     for value in (str(tmp_path / "missing"), str(tmp_path / "a_file"), ""):
         code = jobs_main.main(["--allow-path", value, "--port", str(free_port()), "--data", str(data)])

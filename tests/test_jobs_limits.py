@@ -95,14 +95,12 @@ def test_a_non_loopback_host_needs_a_token_or_insecure(tmp_path, subprocess_env,
         assert all(token not in str(err.value) for token in environ.values()), err.value  # never echoed
     assert not data.exists()
 
-    # --insecure starts the server (here: up to uvicorn.run) after one loud warning line.
-    import uvicorn
-
+    # --insecure starts the server (here: up to `serve`, uvicorn's run) after one loud warning line.
     from jaxhum.jobs import app as app_lib
 
     started = {}
     monkeypatch.setattr(app_lib, "create_app", lambda *args, **kwargs: started.update(kwargs) or "app")
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: started.update(app=app, host=host))
+    monkeypatch.setattr(jobs_main, "serve", lambda app, config: started.update(app=app, host=config.host))
     monkeypatch.delenv(jobs_main.TOKEN_ENV, raising=False)
     port = free_port()
     assert jobs_main.main(["--host", "0.0.0.0", "--insecure", "--port", str(port), "--data", str(data)]) == 0

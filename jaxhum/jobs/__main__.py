@@ -3,8 +3,14 @@
 Serves the training-job API (see `jaxhum.jobs.app`) with uvicorn. Bad flags print one line,
 `error: <flag>: <constraint>`, on stderr and exit with status 2 before anything starts (the
 flags, the token and the host are checked before the data directory is created). One server per
-data directory (a lock file refuses a second). Stopping the server (Ctrl-C, SIGTERM) stops its
-running jobs with a checkpoint; they are then `resumable`.
+data directory (a lock file refuses a second).
+
+Stopping (SIGINT/Ctrl-C or SIGTERM): the server stops accepting connections and sends its running
+jobs SIGTERM at once (each saves a checkpoint and exits; it is then `resumable`), ends every
+streaming response (`GET /logs/{id}.log?follow=true`), and exits within `--stop-timeout` seconds
+of the signal whatever its clients do: a job still running then is killed (SIGKILL; it loses the
+work since its last checkpoint), a request still open is cancelled. A second Ctrl-C exits at once,
+without waiting for the jobs (they save their checkpoints on their own; the next server settles them).
 
 With a token (`--token-file PATH`, else the environment variable JAXHUM_JOBS_TOKEN), every
 route but /health needs `Authorization: Bearer <token>`. Without one the server binds only a
@@ -25,10 +31,12 @@ import pathlib
 import socket
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from jaxhum.jobs.limits import TIMESTEPS_MAX, TOKEN_ENV, Limits
 
 _TOKEN_CHARS = 16  # the shortest token accepted; `secrets.token_urlsafe(32)` gives 43
+STOP_TIMEOUT_S = 60  # a job's checkpoint (after its first, compiling iteration) fits in it
 
 
 class _UsageError(Exception):
@@ -49,8 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default="jaxhum-jobs",
                         help="data directory: jobs.sqlite3, runs/, logs/ (default ./jaxhum-jobs)")
     parser.add_argument("--max-concurrent", default="1", help="jobs running at once; more wait in a queue (default 1)")
-    parser.add_argument("--stop-timeout", default="60", help="seconds a stopping server waits for its jobs to "
-                        "checkpoint before killing them (default 60)")
+    parser.add_argument("--stop-timeout", default=str(STOP_TIMEOUT_S), help="seconds from SIGTERM/SIGINT to the "
+                        "server's exit: its jobs have that long to checkpoint before they are killed, its open "
+                        f"requests before they are cancelled (default {STOP_TIMEOUT_S})")
     parser.add_argument("--token-file", help=f"file holding the bearer token every route but /health needs "
                         f"(default: the environment variable {TOKEN_ENV}; none: no authentication)")
     parser.add_argument("--insecure", action="store_true",
@@ -224,7 +233,25 @@ def settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | Non
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def serve(app: Any, config: Settings) -> None:
+    """Runs `app` (create_app's) with uvicorn until a signal stops it (see the module doc)."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            app.state.manager.begin_stop()  # at once: uvicorn runs the app's shutdown only after its requests end
+
+    # The graceful wait for open requests starts with the stop, as the jobs' deadline does.
+    # A second Ctrl-C skips the app's shutdown: the jobs, signalled already, save their checkpoints
+    # on their own, and the next server settles them.
+    _Server(uvicorn.Config(app, host=config.host, port=config.port,
+                           timeout_graceful_shutdown=config.stop_timeout)).run()
+
+
+def main(argv: Sequence[str] | None = None, **app_options: Any) -> int:
+    """The command line (`argv`; default sys.argv); `app_options`: more arguments of
+    `create_app` (tests: a stand-in `program` for the jobs, an `after_spawn` fault)."""
     try:
         config = settings(argv)
         data_dir = config.data_dir
@@ -247,14 +274,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"WARNING: --insecure: serving {config.host}:{config.port} WITHOUT AUTHENTICATION; anyone who can "
               f"reach it can run jobs and read their logs", file=sys.stderr, flush=True)
 
-    import uvicorn
-
     from jaxhum.jobs.app import create_app
 
     try:
         app = create_app(data_dir, config.max_concurrent, config.stop_timeout, limits=config.limits,
-                         token=config.token)
-        uvicorn.run(app, host=config.host, port=config.port)
+                         token=config.token, **app_options)
+        serve(app, config)
     finally:
         os.close(lock)
     return 0

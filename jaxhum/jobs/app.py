@@ -4,7 +4,7 @@
     GET  /jobs, GET /jobs/{id}       status, step, latest eval return, ETA, run directory
     GET  /logs/{id}.log              the job's output; ?offset=N for the bytes after N (the new
                                      offset is in the X-Log-Offset header); ?follow=true streams
-                                     until the job ends
+                                     until the job ends or the server stops
     POST /jobs/{id}/cancel           SIGTERM: the run saves a checkpoint and stops -> cancelled
     POST /jobs/{id}/resume           continue a cancelled/failed/resumable job from its checkpoint
     DELETE /jobs/{id}[?files=true]   forget an ended job (and remove its run directory and log)
@@ -55,6 +55,7 @@ __all__ = ["create_app"]
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _LOG_CHUNK = 1 << 20  # bytes per log response, so a reply stays bounded
+_FOLLOW_POLL_S, _FOLLOW_TICKS = 0.5, 5  # a follower looks for new log bytes every 0.5 s, for a stop every 0.1 s
 _LINE_CHARS = 300  # the most of a refusal's one line a reply carries (the runner's may quote a value)
 _Timesteps = Annotated[int, pydantic.Field(strict=True, ge=1, le=limits_lib.TIMESTEPS_MAX)]
 _Iterations = Annotated[int, pydantic.Field(strict=True, ge=1, le=limits_lib.ITERATIONS_MAX)]
@@ -100,6 +101,39 @@ class ResumeRequest(pydantic.BaseModel):
         if self.num_iterations is not None and self.num_timesteps is not None:
             raise ValueError("give at most one of num_iterations and num_timesteps")
         return self
+
+
+class Error(pydantic.BaseModel):
+    """An error reply (422's `detail` is FastAPI's list of errors instead)."""
+
+    detail: str = pydantic.Field(description="one line, `<field>: <constraint>`")
+
+
+_ERRORS = {
+    400: "the runner or the service refuses the request (one line naming the field), or the body is not JSON",
+    401: "no bearer token, or a wrong one (on a server that has one)",
+    404: "no such job or log",
+    409: "the job's status or progress does not allow the request",
+    413: "the body or its overrides are over the server's limits",
+    416: "the offset is past the log's end",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route answers (besides FastAPI's 422), as
+    JSON whatever the route's own replies are (FastAPI would give them the route's media type)."""
+    content = {"application/json": {"schema": Error.model_json_schema()}}
+    return {code: {"description": _ERRORS[code], "content": content} for code in codes}
+
+
+class Health(pydantic.BaseModel):
+    """Reply of GET /health."""
+
+    status: str = pydantic.Field(description="ok")
+    tasks: list[str] = pydantic.Field(description="the experiments the server trains")
+    policy_types: list[str]
+    max_concurrent: int = pydantic.Field(description="jobs running at once (--max-concurrent)")
+    jobs: dict[str, int] = pydantic.Field(description="how many jobs have each status")
 
 
 class JobCreated(pydantic.BaseModel):
@@ -185,12 +219,17 @@ def _jobs_backend(env: tuple[tuple[str, str], ...]) -> str:
 
 def create_app(data_dir: str | os.PathLike, max_concurrent: int = 1, stop_timeout: float = 60.0,
                env: Mapping[str, str] | None = None, limits: Limits | None = None,
-               token: str | None = None) -> fastapi.FastAPI:
+               token: str | None = None, **manager_options: Any) -> fastapi.FastAPI:
     """The service over `data_dir` (jobs.sqlite3, runs/, logs/); jobs start with `env`
     (default: the server's environment; never the token's variable). Requests are held to
     `limits` (default: `Limits()`; its `allowed_roots`, default the data directory, bound
     `env.model_path` and `init_from`); with a `token`, every route but /health needs
-    `Authorization: Bearer <token>`."""
+    `Authorization: Bearer <token>`. `manager_options`: more arguments of `Manager` (tests:
+    `program`, `after_spawn`, `poll_interval`).
+
+    Stopping: `app.state.manager.begin_stop()` (the command line calls it from its signal
+    handler) ends every log follower within a tenth of a second and signals the jobs at once; the
+    lifespan's end calls it too, then waits for the jobs (`Manager.stop`)."""
     limits = Limits() if limits is None else limits
     # The server validates configs and may build tasks in-process: keep its JAX on the CPU,
     # whatever accelerator the jobs will use.
@@ -203,7 +242,7 @@ def create_app(data_dir: str | os.PathLike, max_concurrent: int = 1, stop_timeou
     env = {k: v for k, v in (os.environ if env is None else env).items() if k != limits_lib.TOKEN_ENV}
     known = tasks_lib.discover()
     manager = Manager(Store(data_dir), data_dir, known, max_concurrent=max_concurrent,
-                      stop_timeout=stop_timeout, env=env, allowed_roots=limits.allowed_roots)
+                      stop_timeout=stop_timeout, env=env, allowed_roots=limits.allowed_roots, **manager_options)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: fastapi.FastAPI) -> AsyncIterator[None]:
@@ -211,6 +250,7 @@ def create_app(data_dir: str | os.PathLike, max_concurrent: int = 1, stop_timeou
         try:
             yield
         finally:
+            manager.begin_stop()
             await asyncio.to_thread(manager.stop)
 
     app = fastapi.FastAPI(title="jaxhum training jobs", lifespan=lifespan,
@@ -311,7 +351,8 @@ class _Jobs:
 def _add_submit_route(app: fastapi.FastAPI, jobs: _Jobs) -> None:
     """POST /reinforcement-learning."""
 
-    @app.post("/reinforcement-learning", status_code=201, response_model=JobCreated)
+    @app.post("/reinforcement-learning", status_code=201, response_model=JobCreated,
+              responses=_errors(400, 401, 413))
     def submit(body: TrainRequest, request: fastapi.Request) -> JobCreated:
         """Checks and starts (or queues) a training job."""
         max_overrides = jobs.limits.max_overrides
@@ -343,16 +384,16 @@ def _add_submit_route(app: fastapi.FastAPI, jobs: _Jobs) -> None:
 def _add_job_routes(app: fastapi.FastAPI, jobs: _Jobs) -> None:
     """GET /jobs, GET /jobs/{id}, POST /jobs/{id}/cancel, DELETE /jobs/{id}, POST /jobs/{id}/resume."""
 
-    @app.get("/jobs", response_model=list[JobView])
+    @app.get("/jobs", response_model=list[JobView], responses=_errors(401))
     def list_jobs(request: fastapi.Request) -> list[JobView]:
         """Every job, oldest first."""
         return [_view(request, j) for j in jobs.manager.store.list()]
 
-    @app.get("/jobs/{job_id}", response_model=JobView)
+    @app.get("/jobs/{job_id}", response_model=JobView, responses=_errors(401, 404))
     def read_job(job_id: str, request: fastapi.Request) -> JobView:
         return _view(request, jobs.get_job(job_id))
 
-    @app.post("/jobs/{job_id}/cancel", response_model=JobView)
+    @app.post("/jobs/{job_id}/cancel", response_model=JobView, responses=_errors(401, 404, 409))
     def cancel(job_id: str, request: fastapi.Request) -> JobView:
         """Queued: cancelled at once. Running: SIGTERM; the run checkpoints, then the job is cancelled."""
         try:
@@ -360,7 +401,7 @@ def _add_job_routes(app: fastapi.FastAPI, jobs: _Jobs) -> None:
         except Conflict as err:
             raise fastapi.HTTPException(409, str(err)) from None
 
-    @app.delete("/jobs/{job_id}", response_model=JobDeleted)
+    @app.delete("/jobs/{job_id}", response_model=JobDeleted, responses=_errors(401, 404, 409))
     def delete(job_id: str, files: bool = False) -> JobDeleted:
         """Removes an ended job from the table (409 while it is queued or running); with
         `?files=true` also its run directory and log, so the data directory does not grow without end."""
@@ -370,7 +411,7 @@ def _add_job_routes(app: fastapi.FastAPI, jobs: _Jobs) -> None:
             raise fastapi.HTTPException(409, str(err)) from None
         return JobDeleted(job_id=job_id, deleted=True, files_removed=removed)
 
-    @app.post("/jobs/{job_id}/resume", response_model=JobView)
+    @app.post("/jobs/{job_id}/resume", response_model=JobView, responses=_errors(400, 401, 404, 409, 413))
     def resume(job_id: str, request: fastapi.Request, body: ResumeRequest | None = None) -> JobView:
         """Continues a cancelled, failed or resumable job from its newest checkpoint, optionally
         to a new total length (past the step the job reached)."""
@@ -400,7 +441,8 @@ def _add_job_routes(app: fastapi.FastAPI, jobs: _Jobs) -> None:
 def _add_log_route(app: fastapi.FastAPI, manager: Manager) -> None:
     """GET /logs/{id}.log."""
 
-    @app.get("/logs/{name}", name="read_log", response_class=responses.PlainTextResponse)
+    @app.get("/logs/{name}", name="read_log", response_class=responses.PlainTextResponse,
+             responses=_errors(401, 404, 416))
     async def read_log(name: str, offset: Annotated[int, fastapi.Query(ge=0, le=limits_lib.INT64_MAX)] = 0,
                        follow: bool = False) -> fastapi.Response:
         """The job's output from byte `offset` (at most 1 MiB; X-Log-Offset holds the offset to
@@ -432,15 +474,13 @@ def _add_log_route(app: fastapi.FastAPI, manager: Manager) -> None:
 def _add_service_routes(app: fastapi.FastAPI, jobs: _Jobs) -> None:
     """GET /health, GET /schema."""
 
-    @app.get("/health")
-    def health() -> dict[str, Any]:
-        counts = {s: 0 for s in STATUSES}
-        for job in jobs.manager.store.list():
-            counts[job.status] += 1
-        return {"status": "ok", "tasks": sorted(jobs.known), "policy_types": list(tasks_lib.POLICY_TYPES),
-                "max_concurrent": jobs.manager.max_concurrent, "jobs": counts}
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
+        """Open without the token; the job counts come from one SQL query (no row is read)."""
+        return Health(status="ok", tasks=sorted(jobs.known), policy_types=list(tasks_lib.POLICY_TYPES),
+                      max_concurrent=jobs.manager.max_concurrent, jobs=jobs.manager.store.counts())
 
-    @app.get("/schema", response_model=dict[str, Any])
+    @app.get("/schema", response_model=dict[str, Any], responses=_errors(401))
     def schema() -> dict[str, Any]:
         """JSON Schema (draft 2020-12) of the run config: every field a request's `overrides` may
         set, as a dotted path into it (`ppo.num_envs` is `properties.ppo.properties.num_envs`),
@@ -471,10 +511,12 @@ def _read(fd: int, offset: int, limit: int) -> bytes:
 
 
 async def _follow(manager: Manager, job_id: str, fd: int | None, offset: int) -> AsyncIterator[bytes]:
-    """The log from `offset` as it grows, until the job is no longer queued or running; reads
-    the open `fd` (None: the log is opened once it appears, the same way; closed at the end)."""
+    """The log from `offset` as it grows, until the job is no longer active or the server stops
+    (`manager.stopping`: uvicorn waits for open responses before the app's shutdown runs, so a
+    follower must end by itself); reads the open `fd` (None: the log is opened once it appears,
+    the same way; closed at the end)."""
     try:
-        while True:
+        while not manager.stopping:
             job = manager.store.get(job_id)
             if fd is None:
                 try:
@@ -490,7 +532,10 @@ async def _follow(manager: Manager, job_id: str, fd: int | None, offset: int) ->
                 continue
             if job is None or job.status not in ACTIVE:
                 return
-            await asyncio.sleep(0.5)
+            for _ in range(_FOLLOW_TICKS):  # a stop is noticed within one tick
+                if manager.stopping:
+                    return
+                await asyncio.sleep(_FOLLOW_POLL_S / _FOLLOW_TICKS)
     finally:
         if fd is not None:
             os.close(fd)

@@ -9,14 +9,20 @@ A monitor thread polls every `poll_interval` seconds: it reads the newest rows o
 job's metrics.jsonl (step, latest eval return, rate, ETA) and turns exit statuses into job
 statuses (`outcome`).
 
-When the server stops, running jobs stop too: each gets SIGTERM, saves a checkpoint and exits
-(one still starting up, before its training loop, has no checkpoint yet and just exits; one in
-its first, compiling iteration finishes it and saves); one still running after
-`stop_timeout` seconds is killed, losing only the work since its last checkpoint. They are
-recorded as `resumable` (or `failed` without a checkpoint), and `POST /jobs/{id}/resume`
-continues them. On start, a job recorded as running whose process is gone is settled the same
-way; one whose process still runs (same pid AND same start time, as pids get reused; e.g. the
-server was SIGKILLed) is adopted and watched again. Queued jobs start again.
+When the server stops (`begin_stop`, from its signal handler, then `stop`), no job starts any
+more and the running ones get SIGTERM at once: each saves a checkpoint and exits (one still
+starting up, before its training loop, has no checkpoint yet and just exits; one in its first,
+compiling iteration finishes it and saves); one still running `stop_timeout` seconds after the
+signal is killed, losing only the work since its last checkpoint. They are recorded as
+`resumable` (or `failed` without a checkpoint), and `POST /jobs/{id}/resume` continues them.
+
+No window in which a job could run twice: a job is recorded `starting` before its process is
+spawned, and the process carries its id in its environment (`MARKER_ENV`); once spawned it is
+recorded `running` with its pid. On start, a job recorded as running whose process is gone is
+settled as above; one whose process still runs (same pid AND same start time, as pids get
+reused; e.g. the server was SIGKILLed) is adopted and watched again. A job recorded `starting`
+(the server died between the two records) is adopted if a live process carries its marker,
+else settled the same way (never spawned again). Queued jobs start again.
 
 Every file of a job the manager reads or writes (its log, its run directory's metrics.jsonl and
 checkpoints) is reached through `jaxhum.jobs.files`: inside the data directory, never through a
@@ -39,14 +45,19 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jaxhum.jobs import files as files_lib
 from jaxhum.jobs import tasks as tasks_lib
-from jaxhum.jobs.store import Job, Store, utc_now
+from jaxhum.jobs.store import ACTIVE, Job, Store, utc_now
 
-__all__ = ["Conflict", "Manager", "outcome", "process_start_time", "progress"]
+__all__ = ["MARKER_ENV", "Conflict", "Manager", "experiment_command", "find_marked", "outcome", "process_start_time",
+           "progress"]
+
+# The environment variable that carries a job's id into its process, so that a restarted server
+# recognizes the process of a job it recorded as `starting` (`find_marked`).
+MARKER_ENV = "JAXHUM_JOBS_JOB_ID"
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)  # as -signum (Popen) or 128 + signum (the runner)
 _TAIL_BYTES = 65536  # enough for the last few rows of metrics.jsonl
@@ -76,6 +87,34 @@ def process_start_time(pid: int) -> str:
     return "" if fields[0] in ("Z", "X") else fields[19]
 
 
+def find_marked(job_id: str, proc: str = "/proc") -> tuple[int, str] | None:
+    """(pid, start time) of the oldest live process whose environment holds `MARKER_ENV=job_id`
+    (a job's own children inherit it: the oldest is the job), None if there is none.
+
+    Reads /proc/<pid>/environ (Linux), readable for the processes of the server's own user:
+    those are the only ones it starts.
+    """
+    needle = f"{MARKER_ENV}={job_id}".encode()
+    found = []
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = pathlib.Path(entry.path, "environ").read_bytes()
+        except OSError:  # gone, or another user's
+            continue
+        if needle in environ.split(b"\0"):
+            start = process_start_time(int(entry.name))
+            if start:
+                found.append((int(start), int(entry.name), start))
+    return min(found)[1:] if found else None
+
+
+def experiment_command(task: str, args: Sequence[str]) -> list[str]:
+    """A job's command line: `python -m experiments.<task> <args>` with the server's Python."""
+    return [sys.executable, "-m", f"experiments.{task}", *args]
+
+
 @dataclasses.dataclass
 class _Process:
     """A job's process: our child (popen) or one adopted from a previous server (pid only)."""
@@ -84,6 +123,7 @@ class _Process:
     start_time: str
     popen: subprocess.Popen | None = None
     started: float = 0.0  # time.time() at launch (0 for an adopted process)
+    terminated: bool = False  # SIGTERM sent (a cancel or the stop): a second one would abort the checkpoint
 
     def poll(self) -> tuple[bool, int | None]:
         """(finished, exit status); the status of an adopted process is unknown (None)."""
@@ -98,6 +138,12 @@ class _Process:
                 os.kill(self.pid, signum)
             except ProcessLookupError:
                 pass
+
+    def terminate(self) -> None:
+        """SIGTERM, once: the run saves a checkpoint and exits."""
+        if not self.terminated:
+            self.terminated = True
+            self.signal(signal.SIGTERM)
 
 
 # ----------------------------------------------------------------------------- run directory
@@ -155,13 +201,15 @@ def progress(job: Job, rows: Sequence[dict[str, Any]], mtime: float, since: floa
     return out
 
 
-def outcome(job: Job, exit_code: int | None, *, summary: bool, checkpoint: bool, last_line: str) -> tuple[str, str]:
+def outcome(job: Job, exit_code: int | None, *, summary: bool, checkpoint: bool, last_line: str,
+            gone: str = "process gone") -> tuple[str, str]:
     """(status, error) of a job whose process ended with `exit_code` (None: unknown).
 
     Args:
       summary: the run wrote eval_summary.json (it finished).
       checkpoint: the run holds a complete checkpoint.
       last_line: the log's last non-empty line.
+      gone: how the error says an unknown status came about.
 
     0 -> succeeded; after a cancel -> cancelled; 2 -> failed (bad input, the runner's line);
     stopped by a signal we did not send as a cancel (SIGTERM/SIGINT: the server stopped, or
@@ -176,7 +224,7 @@ def outcome(job: Job, exit_code: int | None, *, summary: bool, checkpoint: bool,
     if exit_code == 2:
         return "failed", last_line
     if exit_code is None or abs(exit_code) in _STOP_SIGNALS or exit_code - 128 in _STOP_SIGNALS:
-        how = "process gone" if exit_code is None else f"stopped by a signal (exit status {exit_code})"
+        how = gone if exit_code is None else f"stopped by a signal (exit status {exit_code})"
         if checkpoint:
             return "resumable", f"{how}; POST /jobs/{job.id}/resume continues from the checkpoint"
         return "failed", f"{how} before the first checkpoint"
@@ -200,7 +248,15 @@ class Manager:
         poll_interval: float = 0.5,
         env: Mapping[str, str] | None = None,
         allowed_roots: Sequence[str] = (),
+        program: Callable[[str, Sequence[str]], list[str]] | None = None,
+        after_spawn: Callable[[Job, int], None] | None = None,
     ):
+        """Args:
+          program: a job's command line from its task and arguments (default `experiment_command`;
+            tests and the load benchmark give a stand-in).
+          after_spawn: called with the job and its pid right after its process is spawned, before
+            it is recorded running (tests: a fault injected into that window).
+        """
         self.store = store
         self.data_dir = pathlib.Path(data_dir).resolve()
         self.tasks = dict(tasks)
@@ -209,11 +265,14 @@ class Manager:
         self.max_concurrent = max_concurrent
         self.stop_timeout = stop_timeout
         self.poll_interval = poll_interval
+        self.program = program or experiment_command
+        self.after_spawn = after_spawn
         # Unbuffered, so the log follows the run line by line.
         self.env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
         self._procs: dict[str, _Process] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
+        self._deadline: float | None = None  # time.monotonic() by which the stopping jobs are killed
         self._thread: threading.Thread | None = None
         (self.data_dir / "runs").mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -221,28 +280,56 @@ class Manager:
     # -- lifecycle
 
     def start(self) -> None:
-        """Settles jobs left running by a previous server, starts queued ones and the monitor."""
+        """Settles jobs left running or starting by a previous server, starts queued ones and the monitor."""
         with self._lock:
-            for job in self.store.list("running"):
-                if job.pid and job.pid_start and process_start_time(job.pid) == job.pid_start:
-                    self._procs[job.id] = _Process(job.pid, job.pid_start)  # adopted
-                else:
-                    self._finish(job, None)
+            for job in self.store.list("starting", "running"):
+                self._recover(job)
             self._schedule()
         self._thread = threading.Thread(target=self._monitor, name="jaxhum-jobs-monitor", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stops the monitor and every running job (SIGTERM -> checkpoint; killed after stop_timeout)."""
+    def _recover(self, job: Job) -> None:
+        """Adopts the live process of a job a previous server recorded, else settles the job."""
+        if job.status == "running":
+            alive = job.pid and job.pid_start and process_start_time(job.pid) == job.pid_start
+            found = (job.pid, job.pid_start) if alive else None
+        else:  # starting: the server stopped between recording the job and recording its pid
+            found = find_marked(job.id)
+        if found is None:
+            gone = "process gone" if job.status == "running" else "the server stopped while starting it"
+            self._finish(job, None, gone=gone)
+            return
+        self._procs[job.id] = _Process(*found, terminated=job.cancel_requested)  # adopted
+        if job.status == "starting":
+            self.store.update(job.id, status="running", pid=found[0], pid_start=found[1],
+                              started_at=job.started_at or utc_now())
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the server is stopping (`begin_stop`): followers end, no job starts."""
+        return self._stop.is_set()
+
+    def begin_stop(self) -> None:
+        """Starts no more jobs and sends SIGTERM to the running ones, at once; `stop` then waits
+        for them until `stop_timeout` seconds from now.
+
+        Takes no lock and never blocks, so a signal handler may call it (again too)."""
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.stop_timeout
         self._stop.set()
+        for proc in list(self._procs.values()):  # one being spawned now is signalled by `stop`
+            proc.terminate()
+
+    def stop(self) -> None:
+        """Stops the monitor and every running job (SIGTERM -> checkpoint; killed `stop_timeout`
+        seconds after `begin_stop`, or after this call without one)."""
+        self.begin_stop()
         if self._thread is not None:
             self._thread.join()
         with self._lock:
-            for job_id, proc in self._procs.items():
-                job = self.store.get(job_id)
-                if not job.cancel_requested:  # a second SIGTERM would abort the checkpoint
-                    proc.signal(signal.SIGTERM)
-            deadline = time.monotonic() + self.stop_timeout
+            for proc in self._procs.values():
+                proc.terminate()
+            deadline = self._deadline
             while self._procs:
                 for job_id, proc in list(self._procs.items()):
                     finished, code = proc.poll()
@@ -288,9 +375,9 @@ class Manager:
                 return self.store.update(job_id, status="cancelled", finished_at=utc_now(), resume_next=False)
             if job.status != "running":
                 raise Conflict(f"status: the job is {job.status}; only queued or running jobs can be cancelled")
-            if not job.cancel_requested:  # a second SIGTERM would stop it without a checkpoint
+            if not job.cancel_requested:
                 job = self.store.update(job_id, cancel_requested=True)
-                self._procs[job_id].signal(signal.SIGTERM)
+                self._procs[job_id].terminate()  # once: a second SIGTERM would stop it without a checkpoint
             return job
 
     def resume(self, job_id: str, resume_timesteps: int, num_timesteps: int) -> Job:
@@ -322,7 +409,7 @@ class Manager:
         """
         with self._lock:
             job = self._get(job_id)
-            if job.status in ("queued", "running"):
+            if job.status in ACTIVE:
                 raise Conflict(f"status: the job is {job.status}; cancel it first (only ended jobs can be deleted)")
             self.store.delete(job_id)
         if not files:
@@ -452,11 +539,13 @@ class Manager:
             self._launch(job)  # one that cannot start fails at once and leaves its slot to the next
 
     def _launch(self, job: Job) -> None:
+        """Spawns a queued job's process: recorded `starting` before the spawn, `running` with its
+        pid after it (or `failed` with a line if it cannot start)."""
         if job.resume_next:
             task_args = self.resume_argv(job, job.resume_timesteps)
         else:
             task_args = [*job.argv, "--out", str(self.run_dir(job.id))]
-        cmd = [sys.executable, "-m", f"experiments.{job.task}", *task_args, "--progress", "lines"]
+        cmd = self.program(job.task, [*task_args, "--progress", "lines"])
         started = time.time()
         try:
             # Checked again here: a queued job may start under a server with other roots, and a
@@ -472,21 +561,26 @@ class Manager:
         with os.fdopen(log_fd, "ab") as log:
             log.write(f"[jaxhum.jobs {utc_now()}] {shlex.join(cmd)}\n".encode())
             log.flush()
+            # Recorded before the spawn: a server that dies now leaves a `starting` job, which the
+            # next one adopts (by the marker) or settles, and never spawns again.
+            self.store.update(job.id, status="starting", pid=None, pid_start="")
             try:
                 popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=self.env, start_new_session=True)
+                                         env={**self.env, MARKER_ENV: job.id}, start_new_session=True)
             except OSError as err:
                 self.store.update(job.id, status="failed", error=f"could not start: {err}", finished_at=utc_now())
                 return
+        if self.after_spawn is not None:
+            self.after_spawn(job, popen.pid)
         start_time = process_start_time(popen.pid)
         self._procs[job.id] = _Process(popen.pid, start_time, popen, started)
         self.store.update(job.id, status="running", pid=popen.pid, pid_start=start_time,
                           started_at=job.started_at or utc_now(), eta=None)
 
-    def _finish(self, job: Job, exit_code: int | None) -> None:
+    def _finish(self, job: Job, exit_code: int | None, gone: str = "process gone") -> None:
         summary = files_lib.is_file(self.data_dir, self.run_dir(job.id) / "eval_summary.json")
         status, error = outcome(job, exit_code, summary=summary, checkpoint=bool(self.checkpoint_steps(job.id)),
-                                last_line=self._last_line(job.id))
+                                last_line=self._last_line(job.id), gone=gone)
         fields = self._progress(job)
         fields.pop("eta", None)
         # The log's last line first: a follower stops reading once the status has changed.

@@ -21,9 +21,11 @@ __all__ = ["ACTIVE", "DB_FILE", "Job", "STATUSES", "Store", "utc_now"]
 
 DB_FILE = "jobs.sqlite3"
 
-# queued -> running -> succeeded | failed | cancelled | resumable; resume puts a job back in queued.
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "resumable")
-ACTIVE = ("queued", "running")
+# queued -> starting -> running -> succeeded | failed | cancelled | resumable; resume puts a job
+# back in queued. `starting` is recorded just before the job's process is spawned (and left at
+# once for `running`, with its pid): a restart finding it adopts or settles the job, never spawns it.
+STATUSES = ("queued", "starting", "running", "succeeded", "failed", "cancelled", "resumable")
+ACTIVE = ("queued", "starting", "running")
 
 
 def utc_now() -> str:
@@ -146,6 +148,12 @@ class Store:
         with self._connect() as db:
             rows = db.execute(query + " ORDER BY seq", args).fetchall()
         return [_from_row(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs have each of STATUSES (counted by SQLite: no row is read)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
+        return {s: 0 for s in STATUSES} | {status: n for status, n in rows}
 
     def delete(self, job_id: str) -> bool:
         """Removes one job's row; False if there was none."""
