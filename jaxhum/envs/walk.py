@@ -83,7 +83,7 @@ class WalkConfig:
     """Settings of walk; every field can be overridden through `make`.
 
     Attributes:
-      robot: robot name in `jaxhum.robots.ROBOTS`.
+      robot: robot name (`jaxhum.robots.ROBOTS` or `SPEC_FILES`), or the path of a .toml robot spec file.
       episode_seconds: episode length in seconds before truncation (20 s as in the chapter).
       upright_height: pelvis height (m) above which `upright` pays +1; 0 means
         0.8 / 1.3 of the robot's standing pelvis height.
@@ -119,8 +119,7 @@ class WalkConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the first invalid field."""
-        if self.robot not in robots.ROBOTS:
-            raise ValueError(f"robot: must be one of {', '.join(sorted(robots.ROBOTS))}, got {self.robot!r}")
+        robots.check_robot(self.robot)
         if not self.episode_seconds > 0:
             raise ValueError(f"episode_seconds: must be > 0, got {self.episode_seconds}")
         for name in ("upright_height", "fall_height", "reset_noise_scale"):

@@ -14,7 +14,8 @@ import re
 import mujoco
 import numpy as np
 
-from jaxhum.sim import PhysicsOptions, SimModel, load_model
+from jaxhum.robots.edits import MjcfEdits, compile_mjcf
+from jaxhum.sim import ModelLoadError, PhysicsOptions, SimModel, apply_options, from_mj_model, load_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,11 +82,14 @@ class RobotIndex:
 
 @dataclasses.dataclass(frozen=True)
 class Robot:
-    """A robot shipped with jaxhum: its MJCF and the names and gains tasks need.
+    """A robot: its MJCF and the names and gains tasks need.
+
+    Shipped robots are registered by name (`jaxhum.robots.ROBOTS`); any robot loads from a spec
+    file beside its MJCF (`jaxhum.robots.load("robot.toml")`) into this same record.
 
     Attributes:
-      name: registry name (`jaxhum.robots.get_robot(name)`).
-      mjcf: the MJCF file inside the package.
+      name: registry name (`jaxhum.robots.get_robot(name)`), or the spec file's `name`.
+      mjcf: the MJCF file (inside the package for shipped robots).
       joint_names: actuated joints in action order; each has a `<position>` actuator of the same name.
       groups: gains and limits per joint group (see `ActuatorGroup`); the MJCF's values must equal
         these (checked by `index`).
@@ -98,6 +102,8 @@ class Robot:
       home_keyframe: keyframe name of the standing pose (qpos and ctrl).
       physics: solver options applied at load (equal to the MJCF's own `<option>`).
       n_substeps: physics steps per control step.
+      edits: what loading applies to the parsed MJCF before compiling (added IMU sensors, the
+        spec's actuators, contact filtering, ...; `jaxhum.robots.edits`); none for jh1.
     """
 
     name: str
@@ -117,6 +123,7 @@ class Robot:
     home_keyframe: str = "home"
     physics: PhysicsOptions = PhysicsOptions()
     n_substeps: int = 5
+    edits: MjcfEdits = MjcfEdits()
 
     def group_of(self, joint_name: str) -> ActuatorGroup:
         """Returns the one group whose patterns match `joint_name`; ValueError if none or several."""
@@ -133,8 +140,25 @@ class Robot:
         return np.array([getattr(self.group_of(j), field) for j in self.joint_names], dtype=np.float64)
 
     def load(self, impl: str = "jax") -> SimModel:
-        """Loads the robot's MJCF with its physics options (MuJoCo model, MJX model, name tables)."""
-        return load_model(self.mjcf, options=self.physics, impl=impl)
+        """Loads the robot's MJCF with its edits and physics options (MuJoCo model, MJX model, name tables).
+
+        Raises:
+          jaxhum.sim.ModelLoadError: the MJCF is missing, does not compile, or MJX cannot use it.
+        """
+        if self.edits.empty:
+            return load_model(self.mjcf, options=self.physics, impl=impl)
+        return from_mj_model(self.native_model(), self.mjcf, options=self.physics, impl=impl)
+
+    def native_model(self) -> mujoco.MjModel:
+        """The robot's native MuJoCo model (edits and physics options applied), without MJX."""
+        if self.edits.empty:
+            return _native_plain(self)
+        try:
+            mj_model = compile_mjcf(self.mjcf, self.edits)
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from exc
+        apply_options(mj_model, self.physics, self.mjcf)
+        return mj_model
 
     def index(self, sim: SimModel) -> RobotIndex:
         """Resolves every name of this record in `sim`; raises a one-line error naming what is missing.
@@ -186,6 +210,15 @@ class Robot:
             standing_height=float(home_qpos[root_qpos_adr + 2]),
             control_dt=float(m.opt.timestep) * self.n_substeps,
         )
+
+
+def _native_plain(robot: Robot) -> mujoco.MjModel:
+    try:
+        mj_model = mujoco.MjModel.from_xml_path(str(robot.mjcf))
+    except Exception as exc:  # mujoco raises ValueError with the compiler's message
+        raise ModelLoadError(f"{robot.mjcf}: malformed MJCF: {str(exc).strip().splitlines()[0]}") from exc
+    apply_options(mj_model, robot.physics, robot.mjcf)
+    return mj_model
 
 
 def _key_id(sim: SimModel, name: str) -> int:

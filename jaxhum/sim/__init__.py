@@ -8,8 +8,11 @@ from jaxhum.sim.model import (
     NameLookupError,
     PhysicsOptions,
     SimModel,
+    apply_options,
+    from_mj_model,
     load_model,
 )
 from jaxhum.sim.physics import init, step
 
-__all__ = ["ModelLoadError", "NameLookupError", "PhysicsOptions", "SimModel", "init", "load_model", "step"]
+__all__ = ["ModelLoadError", "NameLookupError", "PhysicsOptions", "SimModel", "apply_options", "from_mj_model", "init",
+           "load_model", "step"]

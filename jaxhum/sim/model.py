@@ -115,7 +115,8 @@ def _name_tables(mj_model: mujoco.MjModel) -> Mapping[str, Mapping[str, int]]:
     return types.MappingProxyType(tables)
 
 
-def _apply_options(mj_model: mujoco.MjModel, options: PhysicsOptions, path: pathlib.Path) -> None:
+def apply_options(mj_model: mujoco.MjModel, options: PhysicsOptions, path: pathlib.Path) -> None:
+    """Writes `options` into `mj_model` (in place); ModelLoadError naming `path` for a bad one."""
     if options.solver is not None:
         if options.solver not in _SOLVERS:
             raise ModelLoadError(f"{path}: solver must be one of {sorted(_SOLVERS)}, got {options.solver!r}")
@@ -176,7 +177,27 @@ def load_model(
             mj_model = mujoco.MjModel.from_xml_path(str(path))
     except Exception as exc:  # mujoco raises ValueError, ElementTree raises ParseError
         raise ModelLoadError(f"{path}: malformed MJCF: {_first_line(exc)}") from exc
-    _apply_options(mj_model, options, path)
+    return from_mj_model(mj_model, path, options=options, impl=impl)
+
+
+def from_mj_model(
+    mj_model: mujoco.MjModel,
+    path: str | pathlib.Path,
+    *,
+    options: PhysicsOptions = PhysicsOptions(),
+    impl: str = "jax",
+) -> SimModel:
+    """A compiled MuJoCo model (e.g. an MJCF edited through `mujoco.MjSpec`) as a SimModel:
+    `options` written into it (in place), then its MJX model and name tables, as `load_model`.
+
+    Args:
+      path: the MJCF it was compiled from (named in errors and kept in `SimModel.path`).
+
+    Raises:
+      ModelLoadError: an option is invalid or MJX cannot use the model (one line naming `path`).
+    """
+    path = pathlib.Path(path)
+    apply_options(mj_model, options, path)
     try:
         # This process's own device: MJX's default is jax.devices()[0], which in a multi-process
         # run (jax.distributed) belongs to process 0 and cannot be read by the others.

@@ -117,7 +117,7 @@ class JoystickConfig:
     """Settings of joystick; every field can be overridden through `make`.
 
     Attributes:
-      robot: robot name in `jaxhum.robots.ROBOTS`.
+      robot: robot name (`jaxhum.robots.ROBOTS` or `SPEC_FILES`), or the path of a .toml robot spec file.
       episode_seconds: episode length (s) before truncation.
       fall_height: pelvis height (m) below which the episode terminates; 0 means walk's
         0.5 / 1.3 of the standing pelvis height.
@@ -179,8 +179,7 @@ class JoystickConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the first invalid field."""
-        if self.robot not in robots.ROBOTS:
-            raise ValueError(f"robot: must be one of {', '.join(sorted(robots.ROBOTS))}, got {self.robot!r}")
+        robots.check_robot(self.robot)
         if not self.episode_seconds > 0:
             raise ValueError(f"episode_seconds: must be > 0, got {self.episode_seconds}")
         for name in ("vx_range", "vy_range", "yaw_rate_range"):
