@@ -64,3 +64,17 @@ def test_an_eval_world_with_other_sizes_is_refused():
     config = config_lib.apply_overrides(joystick.get_config("cpu"), ["eval_env.observation_history=3"])
     with pytest.raises(ConfigError, match=r"eval_env: must keep the task's observation_size \(76\)"):
         run_config.validate(config)
+
+
+def test_a_run_and_its_loaded_copy_are_judged_in_the_eval_world(tmp_path):
+    from jaxhum.run import checkpoint, log
+    from jaxhum.run import main as run_main
+
+    config = dataclasses.replace(SLIDER, eval_env={"episode_length": 4})
+    status = run_main.run_cli(lambda preset=None: config, ["--out", str(tmp_path / "run"), "--progress", "none"],
+                              name="slider", presets=("cpu",))
+    assert status == 0
+    rows = [r for r in log.read_metrics(tmp_path / "run") if "eval/episode_length" in r]
+    assert rows and all(r["eval/episode_length"] == 4.0 for r in rows)
+    run = checkpoint.load_run(tmp_path / "run")
+    assert run.env.episode_length == 4 and run.config.env["episode_length"] == 10
