@@ -214,9 +214,9 @@ def test_bad_requests_are_refused_before_any_process_starts(server):
     # Unknown task / policy type: 400 listing the known ones.
     status, _, payload = post({**ok, "task": "humanoid_backflip"})
     assert (status, payload["detail"]) == (
-        400, "task: must be one of balance, humanoid_run, joystick, walk, got 'humanoid_backflip'")
-    status, _, payload = post({**ok, "policy_type": "SAC"})
-    assert (status, payload["detail"]) == (400, "policy_type: must be one of PPO, got 'SAC'")
+        400, "task: must be one of balance, humanoid_run, joystick, reach, walk, got 'humanoid_backflip'")
+    status, _, payload = post({**ok, "policy_type": "A2C"})
+    assert (status, payload["detail"]) == (400, "policy_type: must be one of PPO, SAC, TD3, got 'A2C'")
     status, _, payload = post({**ok, "preset": "tpu"})
     assert (status, payload["detail"]) == (400, "preset: must be one of cpu, gpu, got 'tpu'")
 

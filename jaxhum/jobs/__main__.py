@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-overrides", default=str(defaults.max_overrides),
                         help=f"items in a request's overrides; more: 413 (default {defaults.max_overrides})")
     parser.add_argument("--max-envs", default=str(defaults.max_envs),
-                        help=f"a run's ppo.num_envs; more: 400 (default {defaults.max_envs})")
+                        help=f"a run's ppo.num_envs (off_policy.num_envs for SAC, TD3); more: 400 "
+                        f"(default {defaults.max_envs})")
     parser.add_argument("--max-seeds", default=str(defaults.max_seeds),
                         help=f"a run's num_seeds; more: 400 (default {defaults.max_seeds})")
     parser.add_argument("--max-timesteps", default=str(defaults.max_timesteps),

@@ -69,9 +69,10 @@ class TrainRequest(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
     task: str = pydantic.Field(description="experiment name, e.g. humanoid_run")
-    policy_type: str = pydantic.Field(description="the algorithm: PPO")
+    policy_type: str = pydantic.Field(description="the algorithm: PPO, SAC or TD3 (any case)")
     num_iterations: _Iterations | None = pydantic.Field(
-        None, description="training iterations of num_envs * unroll_length env steps each")
+        None, description="training iterations of num_envs * unroll_length env steps each (PPO; SAC and TD3: "
+        "num_envs env steps each)")
     num_timesteps: _Timesteps | None = pydantic.Field(
         None, description="env steps to train for (at most the server's --max-timesteps)")
     seed: _Seed | None = pydantic.Field(None, description=f"the run's seed, in [0, {limits_lib.SEED_MAX}]")
@@ -295,10 +296,14 @@ class _Jobs:
         Raises:
           tasks_lib.InvalidJob: one line naming the field over its limit and the flag that sets it.
         """
+        from jaxhum.run import config as run_config
+
         limits = self.limits
-        if config.ppo.num_envs > limits.max_envs:
-            raise tasks_lib.InvalidJob(f"ppo.num_envs: must be at most {limits.max_envs} on this server "
-                                       f"(--max-envs), got {config.ppo.num_envs}")
+        num_envs = run_config.trainer_config(config).num_envs
+        group = "ppo" if config.algorithm == "ppo" else "off_policy"
+        if num_envs > limits.max_envs:
+            raise tasks_lib.InvalidJob(f"{group}.num_envs: must be at most {limits.max_envs} on this server "
+                                       f"(--max-envs), got {num_envs}")
         if config.num_seeds > limits.max_seeds:
             raise tasks_lib.InvalidJob(f"num_seeds: must be at most {limits.max_seeds} on this server "
                                        f"(--max-seeds), got {config.num_seeds}")
@@ -321,7 +326,9 @@ class _Jobs:
         """num_timesteps from num_iterations * env steps per iteration of the resolved config."""
         if num_iterations is None:
             return num_timesteps
-        return num_iterations * task.prepare(argv).config.ppo.env_steps_per_iteration
+        from jaxhum.run import config as run_config
+
+        return num_iterations * run_config.steps_per_iteration(task.prepare(argv).config)
 
     @staticmethod
     def total_steps(prepared: Any) -> int:
@@ -329,13 +336,15 @@ class _Jobs:
 
         return run_config.num_iterations(prepared.config) * run_config.steps_per_iteration(prepared.config)
 
-    def argv_of(self, body: TrainRequest, task: tasks_lib.Task, out: list[str]) -> tuple[list[str], str | None]:
-        """The experiment's command line for a request (before `out`) and its preset.
+    def argv_of(self, body: TrainRequest, task: tasks_lib.Task, out: list[str],
+                policy: str = "PPO") -> tuple[list[str], str | None]:
+        """The experiment's command line for a request (before `out`) and its preset; `policy`
+        (a POLICY_TYPES entry) chooses the algorithm.
 
         Raises:
           tasks_lib.InvalidJob: a bad override, preset or length, a path outside the allowed roots.
         """
-        argv = tasks_lib.overrides_argv(body.overrides)
+        argv = tasks_lib.overrides_argv(body.overrides) + tasks_lib.algorithm_argv(policy)
         if body.preset is not None and body.preset not in task.presets:
             raise tasks_lib.InvalidJob(f"preset: must be one of {', '.join(task.presets)}, got {excerpt(body.preset)}")
         preset = body.preset if body.preset is not None else self.default_preset(task)
@@ -360,7 +369,7 @@ def _add_submit_route(app: fastapi.FastAPI, jobs: _Jobs) -> None:
             raise fastapi.HTTPException(413, f"overrides: must be at most {max_overrides} items on this server "
                                         f"(--max-overrides), got {len(body.overrides)}")
         task = jobs.task_of(body.task)
-        policy = next((p for p in tasks_lib.POLICY_TYPES if p.lower() == body.policy_type.lower()), None)
+        policy = tasks_lib.policy_of(body.policy_type)
         if policy is None:
             raise fastapi.HTTPException(400, f"policy_type: must be one of {', '.join(tasks_lib.POLICY_TYPES)}, "
                                         f"got {excerpt(body.policy_type)}")
@@ -370,7 +379,7 @@ def _add_submit_route(app: fastapi.FastAPI, jobs: _Jobs) -> None:
         try:
             if body.num_timesteps is not None:  # before any parsing: the cheapest refusal first
                 jobs.check_timesteps(body.num_timesteps, length_field)
-            argv, preset = jobs.argv_of(body, task, out)
+            argv, preset = jobs.argv_of(body, task, out, policy)
             prepared = task.prepare(argv + out)
             total_steps = jobs.total_steps(prepared)
             jobs.check_limits(prepared.config, total_steps, length_field)

@@ -39,7 +39,8 @@ class Limits:
       max_body_bytes: request body size; a larger one is refused with 413 (the Content-Length
         header and the bytes actually received are both checked).
       max_overrides: items in a request's `overrides`; more are refused with 413.
-      max_envs: the run's `ppo.num_envs` (parallel environments: memory grows with it); 400 above.
+      max_envs: the run's `ppo.num_envs` (`off_policy.num_envs` for SAC and TD3; parallel
+        environments: memory grows with it); 400 above.
       max_seeds: the run's `num_seeds` (seeds trained in one program); 400 above.
       max_timesteps: the env steps a run trains to (its `num_timesteps` rounded up to whole
         iterations, per seed), on submit and on resume; 400 above.

@@ -40,7 +40,7 @@ class Job:
     Attributes:
       id: 32 lowercase hex digits (uuid4); also names the run directory and the log file.
       task: experiment module name (`python -m experiments.<task>`).
-      policy_type: the algorithm ('PPO').
+      policy_type: the algorithm ('PPO', 'SAC' or 'TD3').
       status: one of STATUSES.
       argv: the experiment's command line without --out / --resume / --progress.
       num_timesteps: env steps the run trains to (whole iterations).

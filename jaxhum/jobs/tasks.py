@@ -22,16 +22,18 @@ from typing import Any
 from jaxhum.jobs import files
 from jaxhum.jobs.limits import INT64_MAX, INT64_MIN, excerpt
 
-__all__ = ["PATH_FIELDS", "POLICY_TYPES", "SERVER_FIELDS", "InvalidJob", "Task", "discover", "outside_roots",
-           "overrides_argv"]
+__all__ = ["PATH_FIELDS", "POLICY_TYPES", "SERVER_FIELDS", "InvalidJob", "Task", "algorithm_argv", "discover",
+           "outside_roots", "overrides_argv", "policy_of"]
 
-POLICY_TYPES = ("PPO",)  # what the project trains
+# What the project trains: the run config's `algorithm`, in upper case (a request may use any case).
+POLICY_TYPES = ("PPO", "SAC", "TD3")
 
 # Set by the service from the request's own fields (or fixed by it): never as overrides.
 SERVER_FIELDS = {
     "out_dir": "the service chooses the run directory",
     "num_timesteps": "use the request's num_timesteps or num_iterations",
     "seed": "use the request's seed",
+    "algorithm": "use the request's policy_type",
 }
 # Fields that name a file or directory the run (and the in-process check) opens: a request may
 # point them only under the operator's roots (`--allow-path`).
@@ -152,6 +154,17 @@ def _value_text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(_value_text(v) for v in value)
     return str(value)
+
+
+def policy_of(policy_type: str) -> str | None:
+    """The POLICY_TYPES entry `policy_type` names in any case ('sac' -> 'SAC'), or None."""
+    return next((p for p in POLICY_TYPES if p.lower() == policy_type.lower()), None)
+
+
+def algorithm_argv(policy: str) -> list[str]:
+    """The command-line items that make a run train with `policy` (a POLICY_TYPES entry):
+    `algorithm=sac|td3`; none for PPO, the runner's default, so a PPO job's command line is unchanged."""
+    return [] if policy == "PPO" else [f"algorithm={policy.lower()}"]
 
 
 def overrides_argv(overrides: Sequence[str] | Mapping[str, Any]) -> list[str]:

@@ -1,4 +1,4 @@
-"""On-device PPO: networks, observation normalisation, GAE + PPO loss, training and evaluation.
+"""On-device RL: PPO, SAC and TD3 (on-device replay), networks, observation normalisation, evaluation.
 
 Knows envs only through reset/step/observation_size/action_size/episode_length.
 """
@@ -6,6 +6,7 @@ Knows envs only through reset/step/observation_size/action_size/episode_length.
 from jaxhum.rl.evaluation import make_evaluator
 from jaxhum.rl.losses import gae, ppo_objective
 from jaxhum.rl.normalization import RunningStats
+from jaxhum.rl.off_policy import OffPolicyConfig, OffPolicyState, make_off_policy_train
 from jaxhum.rl.train import (
     PolicyParams,
     PPOConfig,
@@ -16,6 +17,8 @@ from jaxhum.rl.train import (
 )
 
 __all__ = [
+    "OffPolicyConfig",
+    "OffPolicyState",
     "PPOConfig",
     "PolicyParams",
     "RunningStats",
@@ -23,6 +26,7 @@ __all__ = [
     "Trainer",
     "gae",
     "make_evaluator",
+    "make_off_policy_train",
     "make_train",
     "policy_bundle",
     "ppo_objective",

@@ -18,9 +18,11 @@ from typing import Any
 
 from jaxhum import config as config_lib
 from jaxhum.config import ConfigError, FrozenMapping
+from jaxhum.rl.off_policy import OffPolicyConfig
 from jaxhum.rl.train import PPOConfig
 
 __all__ = [
+    "ALGORITHMS",
     "RESUMABLE_FIELDS",
     "RunConfig",
     "SEED_MAX",
@@ -31,6 +33,7 @@ __all__ = [
     "json_schema",
     "make_policy",
     "num_iterations",
+    "policy_architecture",
     "state_template",
     "SEEDS_FILE",
     "seed_config",
@@ -38,8 +41,12 @@ __all__ = [
     "seeds_of",
     "steps_per_iteration",
     "train_keys",
+    "trainer_config",
     "validate",
 ]
+
+# The training algorithms a run may choose (`RunConfig.algorithm`): PPO, and the off-policy pair.
+ALGORITHMS = ("ppo", "sac", "td3")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +59,13 @@ class RunConfig:
         it changes (set single keys with `env.episode_length=500` or
         `env.reward_weights.ctrl_l2=0`); `validate` completes it with the task's defaults, so a
         validated config (`--print-config`, `config.json`) holds every field of the task.
+      algorithm: the training algorithm: 'ppo' (on-policy, `ppo`'s hyperparameters), 'sac' or
+        'td3' (off-policy with an on-device replay buffer, `off_policy`'s hyperparameters;
+        `validate` sets `off_policy.algorithm` to it). The unused one of `ppo` and `off_policy`
+        is ignored.
       ppo: PPO hyperparameters (`jaxhum.rl.train.PPOConfig`; see its docstring).
+      off_policy: SAC / TD3 hyperparameters (`jaxhum.rl.off_policy.OffPolicyConfig`); one
+        iteration is one env step of every env plus `updates_per_iteration` gradient steps.
       seed: seeds the training key (init, rollouts, SGD) and, split from it, the eval key; in
         [0, SEED_MAX] (with num_seeds > 1, the last seed too).
       num_timesteps: env steps to train for; rounded up to whole iterations.
@@ -80,7 +93,8 @@ class RunConfig:
         in the last bits there).
       devices: how many devices to split the env batch and the SGD minibatches over: 0 = all
         devices (of every process, after `jax.distributed.initialize`), N = the first N local
-        devices. ppo.num_envs and the minibatch size must divide by the count.
+        devices. ppo.num_envs and the minibatch size must divide by the count. An off-policy
+        run (sac, td3) trains on one device: devices must then be 1 (or 0 on a one-device machine).
       eval_env: changes to `env` for evaluation alone: the world the policy is judged in (the
         run's evaluations, and `jaxhum.evaluate`, falls, robustness, sim2sim and export of the
         run), as fields of the task merged over `env` (`eval_env.randomization.push_velocity=0.1,1.0`
@@ -91,7 +105,9 @@ class RunConfig:
 
     env_name: str = "humanoid_run"
     env: Mapping[str, Any] = FrozenMapping()
+    algorithm: str = "ppo"
     ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+    off_policy: OffPolicyConfig = dataclasses.field(default_factory=OffPolicyConfig)
     seed: int = 0
     num_timesteps: int = 50_000_000
     log_every: int = 500_000
@@ -148,10 +164,7 @@ def validate(config: RunConfig, build: bool = True) -> RunConfig:
             f"seed + num_seeds - 1, must be <= {SEED_MAX}), got {config.num_seeds}")
     require(not (config.init_from and config.num_seeds > 1), "init_from",
             f"fine-tuning trains one seed: must be empty with num_seeds > 1, got num_seeds {config.num_seeds}")
-    try:
-        config.ppo.validate()
-    except ValueError as err:
-        raise _from_value_error("ppo", err) from None
+    config = _validate_algorithm(config)
     _validate_devices(config)
     config = _validate_env(config)
     config = _validate_eval_env(config)
@@ -170,6 +183,32 @@ def _never_stop(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, stop_at_eval_return=None)
 
 
+def _validate_algorithm(config: RunConfig) -> RunConfig:
+    """algorithm names one of ALGORITHMS and its hyperparameters are valid; returns the config with
+    `off_policy.algorithm` set to an off-policy `algorithm`."""
+    config_lib.require(config.algorithm in ALGORITHMS, "algorithm",
+                       f"must be one of {', '.join(ALGORITHMS)}, got {config.algorithm!r}")
+    if config.algorithm != "ppo":
+        config = dataclasses.replace(
+            config, off_policy=dataclasses.replace(config.off_policy, algorithm=config.algorithm))
+    prefix = _trainer_field(config)
+    try:
+        trainer_config(config).validate()
+    except ValueError as err:
+        raise _from_value_error(prefix, err) from None
+    return config
+
+
+def _trainer_field(config: RunConfig) -> str:
+    """The RunConfig field holding the chosen algorithm's hyperparameters: 'ppo' or 'off_policy'."""
+    return "ppo" if config.algorithm == "ppo" else "off_policy"
+
+
+def trainer_config(config: RunConfig) -> Any:
+    """The chosen algorithm's hyperparameters: `config.ppo` or `config.off_policy`."""
+    return config.ppo if config.algorithm == "ppo" else config.off_policy
+
+
 def _validate_devices(config: RunConfig) -> None:
     """devices names a device count that exists and divides the env batch and the minibatches."""
     import jax
@@ -177,8 +216,13 @@ def _validate_devices(config: RunConfig) -> None:
     available = jax.device_count() if config.devices == 0 else jax.local_device_count()
     config_lib.require(0 <= config.devices <= available, "devices",
                        f"must be 0 (all devices) or a count in 1..{available} (local devices), got {config.devices}")
+    count = config.devices or available
+    if config.algorithm != "ppo":
+        config_lib.require(count == 1, "devices", f"{config.algorithm} trains on one device: must be 1, got "
+                           f"{config.devices}" + (f" (all {available} devices)" if config.devices == 0 else ""))
+        return
     try:
-        config.ppo.check_devices(config.devices or available)
+        config.ppo.check_devices(count)
     except ValueError as err:
         raise _from_value_error("ppo", err) from None
 
@@ -308,8 +352,8 @@ def seed_config(config: RunConfig, seed: int, run_dir: Any) -> RunConfig:
 
 
 def steps_per_iteration(config: RunConfig) -> int:
-    """Env steps per training iteration: num_envs * unroll_length."""
-    return config.ppo.env_steps_per_iteration
+    """Env steps per training iteration: PPO's num_envs * unroll_length, off-policy's num_envs."""
+    return trainer_config(config).env_steps_per_iteration
 
 
 def num_iterations(config: RunConfig) -> int:
@@ -348,17 +392,44 @@ def build_eval_env(config: RunConfig) -> Any:
 
 
 def build_trainer(config: RunConfig, env: Any | None = None, mesh: Any = None) -> Any:
-    """`jaxhum.rl.train.make_train` for this run (builds the env unless given).
+    """The run's `Trainer` (builds the env unless given): `jaxhum.rl.train.make_train` for PPO,
+    `jaxhum.rl.off_policy.make_off_policy_train` for SAC and TD3 (the same interface).
 
     With num_seeds > 1 the trainer's states and results have a leading seed axis. `mesh`
-    (`jaxhum.rl.parallel.make_mesh(config.devices)`) spreads it over devices; loading a run
-    needs none.
+    (`jaxhum.rl.parallel.make_mesh(config.devices)`) spreads it over devices (PPO only); loading
+    a run needs none.
     """
-    from jaxhum.rl import train
+    from jaxhum.rl import off_policy, train
 
-    return train.make_train(env if env is not None else build_env(config), config.ppo, num_iterations(config),
-                            num_seeds=config.num_seeds, mesh=mesh, vmap_seeds=config.vmap_seeds,
-                            eval_env=build_eval_env(config) if config.eval_env else None)
+    make = train.make_train if config.algorithm == "ppo" else off_policy.make_off_policy_train
+    return make(env if env is not None else build_env(config), trainer_config(config), num_iterations(config),
+                num_seeds=config.num_seeds, mesh=mesh, vmap_seeds=config.vmap_seeds,
+                eval_env=build_eval_env(config) if config.eval_env else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyArchitecture:
+    """What export needs to rebuild the actor from its weights (layers hidden_<i>, then output).
+
+    Attributes:
+      hidden_sizes: hidden layer widths.
+      activation: 'swish' or 'tanh'.
+      normalize_observations: whether the observation normalizer is applied first.
+    """
+
+    hidden_sizes: tuple[int, ...]
+    activation: str
+    normalize_observations: bool
+
+
+def policy_architecture(config: RunConfig) -> PolicyArchitecture:
+    """The run's actor: PPO's policy net, or the off-policy actor. Its deterministic action is
+    tanh of the first action_size outputs either way (SAC: tanh(loc); TD3: tanh(output))."""
+    if config.algorithm == "ppo":
+        return PolicyArchitecture(tuple(config.ppo.policy_hidden_sizes), config.ppo.activation,
+                                  config.ppo.normalize_observations)
+    return PolicyArchitecture(tuple(config.off_policy.actor_hidden_sizes), config.off_policy.activation,
+                              config.off_policy.normalize_observations)
 
 
 def train_keys(config: RunConfig) -> tuple[Any, Any]:

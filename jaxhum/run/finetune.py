@@ -27,8 +27,10 @@ from jaxhum.run import config as run_config
 __all__ = ["FIELD", "TRANSFERRED", "check", "check_config", "init_state", "source_step"]
 
 FIELD = "init_from"
-# TrainState fields taken from the source run (those the state has; the rest start fresh).
-TRANSFERRED = ("policy_params", "value_params", "normalizer", "critic_normalizer")
+# TrainState fields taken from the source run (those the state has; the rest start fresh):
+# PPO's policy, value and normalizers; SAC / TD3's actor, critics, targets and temperature.
+TRANSFERRED = ("policy_params", "value_params", "normalizer", "critic_normalizer", "critic_params",
+               "target_critic_params", "target_policy_params", "log_alpha")
 
 
 def _transferred(path: str) -> bool:

@@ -22,7 +22,8 @@ With `num_seeds` K > 1 one program trains K seeds and the loop writes K run dire
 the minibatches are split over them (`jaxhum.rl.parallel`).
 
 Cadences are given in env steps and rounded to whole iterations of
-`ppo.num_envs * ppo.unroll_length` env steps (at least one iteration).
+`ppo.num_envs * ppo.unroll_length` env steps (at least one iteration); for an off-policy run
+(`algorithm` sac or td3) an iteration is `off_policy.num_envs` env steps.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ def make_parser(name: str, presets: Sequence[str]) -> argparse.ArgumentParser:
     )
     parser.add_argument("--preset", choices=list(presets), help="config preset (default: by JAX backend)")
     parser.add_argument("--seed", type=str, help="alias of seed=S")
-    parser.add_argument("--num-envs", type=str, help="alias of ppo.num_envs=N")
+    parser.add_argument("--num-envs", type=str, help="alias of ppo.num_envs=N (for algorithm=sac|td3 also "
+                        "off_policy.num_envs=N)")
     parser.add_argument("--num-timesteps", type=str, help="alias of num_timesteps=T")
     parser.add_argument("--out", type=str, help="run directory (alias of out_dir=DIR)")
     parser.add_argument("--checkpoint-every", type=str, help="alias of checkpoint_every=N (env steps)")
@@ -126,7 +127,11 @@ def prepare(
 
 def _new_run(config: RunConfig, overrides: dict[str, str]) -> tuple[RunConfig, pathlib.Path]:
     """The checked config of a new run (out_dir set) and its run directory, which must be empty."""
-    config = validate(config_lib.apply_overrides(config, overrides))
+    config = config_lib.apply_overrides(config, overrides)
+    if config.algorithm != "ppo" and "ppo.num_envs" in overrides and "off_policy.num_envs" not in overrides:
+        # --num-envs sets the env count of the algorithm the run trains with.
+        config = config_lib.apply_overrides(config, {"off_policy.num_envs": overrides["ppo.num_envs"]})
+    config = validate(config)
     run_dir = pathlib.Path(config.out_dir) if config.out_dir else default_run_dir(config)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError("out_dir", f"{run_dir} is a file, not a directory; choose another --out")

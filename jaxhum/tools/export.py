@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from jaxhum.run import checkpoint
+from jaxhum.run import config as run_config
 
 OPSET = 17
 _SWISH, _TANH = "swish", "tanh"
@@ -44,15 +45,15 @@ def policy_arrays(run: checkpoint.LoadedRun) -> dict[str, np.ndarray]:
 
     from jaxhum.rl import normalization
 
-    ppo = run.config.ppo
+    actor = run_config.policy_architecture(run.config)  # PPO's policy or the SAC / TD3 actor
     spec = run.env.deploy
     params = jax.device_get(run.params)
     layers = params.policy["params"]
-    names = [f"hidden_{i}" for i in range(len(ppo.policy_hidden_sizes))] + ["output"]
+    names = [f"hidden_{i}" for i in range(len(actor.hidden_sizes))] + ["output"]
     arrays: dict[str, np.ndarray] = {
         "format": np.asarray(1),
-        "activation": np.asarray(ppo.activation),
-        "normalize": np.asarray(int(ppo.normalize_observations)),
+        "activation": np.asarray(actor.activation),
+        "normalize": np.asarray(int(actor.normalize_observations)),
         "obs_mean": np.asarray(params.normalizer.mean, np.float32),
         "obs_std": np.asarray(params.normalizer.std, np.float32),
         "obs_clip": np.asarray(normalization.CLIP, np.float32),
