@@ -13,9 +13,9 @@ import pytest
 # test_runner.py goes first although test_envs.py takes longer: its smoke run compiles the tiny
 # humanoid_run programs that test_jobs, test_finetune and test_save_faults then load from the cache.
 SLOWEST_FIRST = (
-    "test_runner.py", "test_envs.py", "test_after_training.py", "test_balance.py", "test_walk.py",
+    "test_runner.py", "test_envs.py", "test_offpolicy.py", "test_reach.py", "test_after_training.py", "test_balance.py", "test_walk.py",
     "test_sim2sim_randomized.py", "test_falls.py", "test_robust_locomotion.py",
-    "test_jobs.py", "test_parallel.py", "test_bad_input.py", "test_asymmetric_critic.py", "test_curriculum.py",
+    "test_jobs.py", "test_robot_spec.py", "test_jobs_faults.py", "test_parallel.py", "test_bad_input.py", "test_asymmetric_critic.py", "test_curriculum.py",
     "test_multiseed.py", "test_joystick.py", "test_nonfinite.py", "test_robustness.py", "test_randomization.py",
     "test_save_faults.py", "test_robot_task.py", "test_finetune.py", "test_resume.py", "test_rl_train.py",
     "test_robots.py", "test_checkpoint.py",
@@ -73,6 +73,14 @@ QUICK = (
     # the job service: its schema and its refusals
     "test_jobs.py::test_schema_lists_every_override_with_its_type_and_default",
     "test_jobs.py::test_bad_requests_are_refused_before_any_process_starts",
+    # the eval world; off-policy replay and losses; reach's terms and success rule; robot specs
+    "test_eval_env.py::test_eval_env_is_validated_completed_and_stable",
+    "test_offpolicy.py::test_insert_wraps_around_and_counts_the_fill",
+    "test_offpolicy.py::test_clipped_double_q_target_and_critic_loss_by_hand",
+    "test_offpolicy.py::test_polyak_update_is_exact",
+    "test_reach.py::test_reward_terms_by_hand", "test_reach.py::test_success_reached_in_time_and_held",
+    "test_robot_spec.py::test_jh1_from_its_spec_equals_the_registered_record",
+    "test_robot_spec.py::test_each_refusal_is_one_line_naming_the_element_and_the_fix",
 )
 
 
