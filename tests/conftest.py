@@ -13,12 +13,12 @@ import pytest
 # test_runner.py goes first although test_envs.py takes longer: its smoke run compiles the tiny
 # humanoid_run programs that test_jobs, test_finetune and test_save_faults then load from the cache.
 SLOWEST_FIRST = (
-    "test_runner.py", "test_envs.py", "test_offpolicy.py", "test_reach.py", "test_after_training.py", "test_balance.py", "test_walk.py",
-    "test_sim2sim_randomized.py", "test_falls.py", "test_robust_locomotion.py",
-    "test_jobs.py", "test_robot_spec.py", "test_jobs_faults.py", "test_parallel.py", "test_bad_input.py", "test_asymmetric_critic.py", "test_curriculum.py",
-    "test_multiseed.py", "test_joystick.py", "test_nonfinite.py", "test_robustness.py", "test_randomization.py",
-    "test_save_faults.py", "test_robot_task.py", "test_finetune.py", "test_resume.py", "test_rl_train.py",
-    "test_robots.py", "test_checkpoint.py",
+    "test_runner.py", "test_envs.py", "test_offpolicy.py", "test_reach.py", "test_after_training.py",
+    "test_balance.py", "test_walk.py", "test_sim2sim_randomized.py", "test_falls.py", "test_robust_locomotion.py",
+    "test_jobs.py", "test_robot_spec.py", "test_jobs_faults.py", "test_parallel.py", "test_bad_input.py",
+    "test_asymmetric_critic.py", "test_curriculum.py", "test_multiseed.py", "test_joystick.py", "test_nonfinite.py",
+    "test_robustness.py", "test_randomization.py", "test_save_faults.py", "test_robot_task.py", "test_finetune.py",
+    "test_resume.py", "test_rl_train.py", "test_robots.py", "test_checkpoint.py",
 )
 
 
