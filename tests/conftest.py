@@ -13,12 +13,12 @@ import pytest
 # test_runner.py goes first although test_envs.py takes longer: its smoke run compiles the tiny
 # humanoid_run programs that test_jobs, test_finetune and test_save_faults then load from the cache.
 SLOWEST_FIRST = (
-    "test_runner.py", "test_envs.py", "test_offpolicy.py", "test_reach.py", "test_after_training.py",
-    "test_balance.py", "test_walk.py", "test_sim2sim_randomized.py", "test_falls.py", "test_robust_locomotion.py",
-    "test_jobs.py", "test_robot_spec.py", "test_jobs_faults.py", "test_parallel.py", "test_bad_input.py",
-    "test_asymmetric_critic.py", "test_curriculum.py", "test_multiseed.py", "test_joystick.py", "test_nonfinite.py",
-    "test_robustness.py", "test_randomization.py", "test_save_faults.py", "test_robot_task.py", "test_finetune.py",
-    "test_resume.py", "test_rl_train.py", "test_robots.py", "test_checkpoint.py",
+    "test_navigate.py", "test_backflip.py", "test_runner.py", "test_envs.py", "test_offpolicy.py", "test_reach.py",
+    "test_after_training.py", "test_balance.py", "test_walk.py", "test_sim2sim_randomized.py", "test_falls.py",
+    "test_robust_locomotion.py", "test_jobs.py", "test_robot_spec.py", "test_jobs_faults.py", "test_parallel.py",
+    "test_bad_input.py", "test_asymmetric_critic.py", "test_curriculum.py", "test_multiseed.py", "test_joystick.py",
+    "test_nonfinite.py", "test_robustness.py", "test_randomization.py", "test_save_faults.py", "test_robot_task.py",
+    "test_finetune.py", "test_resume.py", "test_rl_train.py", "test_robots.py", "test_checkpoint.py",
 )
 
 
@@ -81,6 +81,11 @@ QUICK = (
     "test_reach.py::test_reward_terms_by_hand", "test_reach.py::test_success_reached_in_time_and_held",
     "test_robot_spec.py::test_jh1_from_its_spec_equals_the_registered_record",
     "test_robot_spec.py::test_each_refusal_is_one_line_naming_the_element_and_the_fix",
+    # navigate's and backflip's terms and rules by hand; the compile cache's folder and config field
+    "test_navigate.py::test_reward_terms_by_hand", "test_navigate.py::test_goal_sampling_ranges_and_determinism",
+    "test_backflip.py::test_reward_terms_against_hand_derived_values",
+    "test_backflip.py::test_accumulated_rotation_unwraps_a_full_backward_turn_to_two_pi",
+    "test_compile_cache.py::test_the_config_field_is_checked_in_one_line_and_may_change_on_resume",
 )
 
 

@@ -290,7 +290,7 @@ def test_derived_cadences_round_to_whole_iterations():
 
 CLI_ERRORS = [
     (["--set", "ppo.bogus=1"], "ppo.bogus", "unknown field; known fields: activation"),
-    (["--set", "bogus=1"], "bogus", "unknown field; known fields: checkpoint_every, devices, env, env_name"),
+    (["--set", "bogus=1"], "bogus", "unknown field; known fields: algorithm, checkpoint_every, compile_cache"),
     (["--num-envs", "many"], "ppo.num_envs", "expected an int"),
     (["--set", "ppo.learning_rate=fast"], "ppo.learning_rate", "expected a float"),
     (["--num-envs", "0"], "ppo.num_envs", "must be a positive integer"),
@@ -305,7 +305,7 @@ CLI_ERRORS = [
     (["--set", "ppo.discounting=1.5"], "ppo.discounting", "must be in [0, 1]"),
     (["--set", "ppo.activation=relu"], "ppo.activation", "must be one of"),
     (["--set", "ppo.policy_hidden_sizes=32,x"], "ppo.policy_hidden_sizes[1]", "expected an int"),
-    (["--set", "env_name=walker"], "env_name", "must be one of balance, humanoid_run, joystick, reach, walk"),
+    (["--set", "env_name=walker"], "env_name", "must be one of backflip, balance, humanoid_run, joystick"),
     (["--set", "env.bogus=1"], "env.bogus", "unknown field of humanoid_run; known fields:"),
     (["--set", "env.episode_length=0"], "env.episode_length", "must be a positive integer"),
     (["--set", "env.episode_length=long"], "env.episode_length", "expected an int"),

@@ -28,8 +28,10 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from jaxhum.envs import REGISTRY as TASKS
 from jaxhum.jobs.manager import Manager, process_start_time
 from jaxhum.jobs.store import Job, Store, utc_now
+from jaxhum.jobs.tasks import discover
 
 TINY = [
     "ppo.num_envs=4", "ppo.unroll_length=4", "ppo.num_minibatches=2", "ppo.num_updates_per_batch=1",
@@ -212,9 +214,9 @@ def test_bad_requests_are_refused_before_any_process_starts(server):
         assert status == 422, (bad, payload)
 
     # Unknown task / policy type: 400 listing the known ones.
-    status, _, payload = post({**ok, "task": "humanoid_backflip"})
-    assert (status, payload["detail"]) == (
-        400, "task: must be one of balance, humanoid_run, joystick, reach, walk, got 'humanoid_backflip'")
+    status, _, payload = post({**ok, "task": "humanoid_cartwheel"})
+    known = ", ".join(sorted(discover()))  # humanoid_backflip among them (issue 33)
+    assert (status, payload["detail"]) == (400, f"task: must be one of {known}, got 'humanoid_cartwheel'")
     status, _, payload = post({**ok, "policy_type": "A2C"})
     assert (status, payload["detail"]) == (400, "policy_type: must be one of PPO, SAC, TD3, got 'A2C'")
     status, _, payload = post({**ok, "preset": "tpu"})
@@ -235,7 +237,8 @@ def test_bad_requests_are_refused_before_any_process_starts(server):
     assert status == 400 and payload["detail"].startswith("ppo.num_minibatches: must divide"), payload
     # ... and so do flags smuggled in as overrides, and the fields the service sets itself.
     for item, field in (("--resume=/etc", "overrides"), ("out_dir=/tmp/elsewhere", "out_dir"),
-                        ("num_timesteps=5", "num_timesteps"), ("../x=1", "overrides")):
+                        ("num_timesteps=5", "num_timesteps"), ("../x=1", "overrides"),
+                        ("compile_cache=/tmp/c", "compile_cache")):
         status, _, payload = post({**ok, "overrides": [item]})
         assert status == 400 and payload["detail"].startswith(f"{field}: "), (item, payload)
 
@@ -340,7 +343,7 @@ def test_schema_lists_every_override_with_its_type_and_default(server):
     assert props["stop_at_eval_return"]["default"] is None and {"type": "null"} in props["stop_at_eval_return"]["anyOf"]
     assert props["ppo"]["properties"]["curriculum"]["properties"]["step"]["default"] == 0.05
     # env.*: each task's own fields, applied by env_name.
-    assert props["env_name"]["enum"] == ["balance", "humanoid_run", "joystick", "walk"]
+    assert props["env_name"]["enum"] == sorted(TASKS)
     vx = schema["$defs"]["joystick"]["properties"]["vx_range"]
     assert (vx["type"], vx["default"], vx["prefixItems"]) == ("array", [-0.5, 1.0], [{"type": "number"}] * 2)
     assert "forward" in vx["description"] and schema["$defs"]["balance"]["properties"]["vx_range"]["default"] == [0, 0]

@@ -166,6 +166,26 @@ def test_paths_outside_the_allowed_roots_get_one_line_whether_or_not_they_exist(
     assert server("GET", "/jobs")[2] == jobs_before and runs(server) == runs_before  # nothing was created
 
 
+def test_robot_specs_low_levels_and_eval_worlds_are_paths_too(server):
+    """A robot spec file, navigate's low level and the eval world's model are files the run opens:
+    held to the roots like env.model_path; a registered robot's name and `untrained` are not paths."""
+    outside = server.outside
+    joystick = {**OK, "task": "joystick", "overrides": ["ppo.num_envs=4", "ppo.num_minibatches=2"]}
+    for task, field, value in (("joystick", "env.robot", str(outside / "robot.toml")),
+                               ("joystick", "env.robot", "robot.toml"),
+                               ("joystick", "eval_env.robot", str(outside / "robot.toml")),
+                               ("humanoid_run", "eval_env.model_path", "/etc/passwd"),
+                               ("navigate", "env.low_level", str(outside / "run"))):
+        body = {**(joystick if task == "joystick" else OK), "task": task}
+        body["overrides"] = [*body["overrides"], f"{field}={value}"]
+        status, _, reply = server("POST", "/reinforcement-learning", body)
+        assert (status, reply["detail"]) == (400, outside_line(field)), (field, value, reply)
+    status, _, job = server("POST", "/reinforcement-learning",
+                            {**joystick, "overrides": [*joystick["overrides"], "env.robot=jh_mini"]})
+    assert status == 201, job
+    assert server("POST", f"/jobs/{job['job_id']}/cancel")[2]["status"] == "cancelled"
+
+
 def test_paths_under_an_allowed_root_are_accepted(server):
     allowed = server.allowed
     status, _, job = server("POST", "/reinforcement-learning",

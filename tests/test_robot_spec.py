@@ -133,10 +133,11 @@ def test_jh1_from_its_spec_equals_the_registered_record():
 
 
 def test_robot_field_takes_a_name_or_an_existing_spec_path(tmp_path):
-    with pytest.raises(ValueError, match=r"^robot: unknown robot 'atlas'; known robots: jh1, jh_mini, or the path "
-                                         r"of an existing \.toml robot spec file$"):
+    with pytest.raises(ValueError, match=r"^robot: unknown robot 'atlas'; known robots: jh1, jh1_flip, jh_mini, "
+                                         r"or the path of an existing \.toml robot spec file$"):
         robots.get_robot("atlas")
-    with pytest.raises(ValueError, match=r"^robot: robot spec file '.*nope\.toml' not found; .*: jh1, jh_mini$"):
+    with pytest.raises(ValueError,
+                       match=r"^robot: robot spec file '.*nope\.toml' not found; .*: jh1, jh1_flip, jh_mini$"):
         jaxhum.envs.make("joystick", robot=str(tmp_path / "nope.toml"))
     bad = write_robot(tmp_path, spec=SPEC.replace("kp = 60.0", "kp = -1.0"))
     with pytest.raises(ValueError, match=r"^robot: .*robot\.toml: groups\[0\]\.kp: must be a number > 0, got -1\.0$"):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from jaxhum import config as config_lib
-from jaxhum.envs import balance, humanoid_run, joystick, reach, walk
+from jaxhum.envs import backflip, balance, humanoid_run, joystick, navigate, reach, walk
 from jaxhum.envs.base import Env
 
 
@@ -20,9 +20,11 @@ class TaskSpec(NamedTuple):
 
 REGISTRY: Mapping[str, TaskSpec] = types.MappingProxyType(
     {
+        "backflip": TaskSpec(backflip.BackflipConfig, backflip.make),
         "balance": TaskSpec(balance.BalanceConfig, balance.make),
         "humanoid_run": TaskSpec(humanoid_run.HumanoidRunConfig, humanoid_run.make),
         "joystick": TaskSpec(joystick.JoystickConfig, joystick.make),
+        "navigate": TaskSpec(navigate.NavigateConfig, navigate.make),
         "reach": TaskSpec(reach.ReachConfig, reach.make),
         "walk": TaskSpec(walk.WalkConfig, walk.make),
     }

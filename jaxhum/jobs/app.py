@@ -1,6 +1,7 @@
 """The HTTP API (FastAPI): submit, list, follow, cancel and resume training jobs.
 
-    POST /reinforcement-learning     start a job -> 201 {job_id, status, estimated_completion, log_link}
+    POST /reinforcement-learning     start a job -> 201 {job_id, status, estimated_completion,
+                                     estimated_completion_hours, log_link}
     GET  /jobs, GET /jobs/{id}       status, step, latest eval return, ETA, run directory
     GET  /logs/{id}.log              the job's output; ?offset=N for the bytes after N (the new
                                      offset is in the X-Log-Offset header); ?follow=true streams
@@ -31,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import functools
 import os
 import pathlib
@@ -48,7 +50,7 @@ from jaxhum.jobs import files, guards
 from jaxhum.jobs import limits as limits_lib
 from jaxhum.jobs import tasks as tasks_lib
 from jaxhum.jobs.limits import Limits, cut, excerpt, short_input
-from jaxhum.jobs.manager import Conflict, Manager
+from jaxhum.jobs.manager import PHASES, Conflict, Manager
 from jaxhum.jobs.store import ACTIVE, STATUSES, Job, Store
 
 __all__ = ["create_app"]
@@ -140,7 +142,11 @@ class Health(pydantic.BaseModel):
 class JobCreated(pydantic.BaseModel):
     job_id: str
     status: str
-    estimated_completion: str | None
+    estimated_completion: str | None = pydantic.Field(
+        description="ISO UTC: when the job ends if it starts now, from the experiment's documented rate")
+    estimated_completion_hours: float | None = pydantic.Field(
+        None, description="hours the job takes: its env steps over the experiment's documented steps/s for the "
+        "preset's machine (`STEPS_PER_SECOND`, `START_SECONDS`); null when it documents none")
     log_link: str
 
 
@@ -157,6 +163,7 @@ class JobView(pydantic.BaseModel):
     task: str
     policy_type: str
     status: str = pydantic.Field(description=" | ".join(STATUSES))
+    phase: str = pydantic.Field(description=" | ".join(PHASES) + "; the ETA is given only while training")
     step: int
     num_timesteps: int
     eval_return: float | None = pydantic.Field(description="latest eval/episode_reward")
@@ -177,7 +184,8 @@ class JobView(pydantic.BaseModel):
 
 def _view(request: fastapi.Request, job: Job) -> JobView:
     return JobView(
-        job_id=job.id, task=job.task, policy_type=job.policy_type, status=job.status, step=job.step,
+        job_id=job.id, task=job.task, policy_type=job.policy_type, status=job.status,
+        phase=request.app.state.manager.phase(job), step=job.step,
         num_timesteps=job.num_timesteps, eval_return=job.eval_return, steps_per_second=job.steps_per_second,
         estimated_completion=job.eta if job.status == "running" else None, seed=job.seed, preset=job.preset,
         command=list(job.argv), run_dir=job.run_dir, log_link=_log_link(request, job.id), created_at=job.created_at,
@@ -386,8 +394,24 @@ def _add_submit_route(app: fastapi.FastAPI, jobs: _Jobs) -> None:
         except tasks_lib.InvalidJob as err:
             raise _bad(err) from None
         job = jobs.manager.submit(job_id, task.name, policy, argv, total_steps, prepared.config.seed, preset)
-        return JobCreated(job_id=job.id, status=job.status, estimated_completion=job.eta,
-                          log_link=_log_link(request, job.id))
+        hours = _estimated_hours(task, preset, total_steps)
+        eta = job.eta
+        if eta is None and hours is not None:
+            eta = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=hours)).isoformat(timespec="seconds")
+        return JobCreated(job_id=job.id, status=job.status, estimated_completion=eta,
+                          estimated_completion_hours=hours, log_link=_log_link(request, job.id))
+
+
+def _estimated_hours(task: tasks_lib.Task, preset: str | None, total_steps: int) -> float | None:
+    """Hours a job of `total_steps` env steps takes on the machine `preset` is for: START_SECONDS +
+    total_steps / STEPS_PER_SECOND of the experiment module (figures it documents per preset);
+    None when it documents no rate for the preset."""
+    module = sys.modules.get(task.get_config.__module__)
+    rate = getattr(module, "STEPS_PER_SECOND", {}).get(preset)
+    if not rate:
+        return None
+    start = getattr(module, "START_SECONDS", {}).get(preset, 0.0)
+    return round((start + total_steps / rate) / 3600.0, 3)
 
 
 def _add_job_routes(app: fastapi.FastAPI, jobs: _Jobs) -> None:

@@ -9,6 +9,13 @@ A monitor thread polls every `poll_interval` seconds: it reads the newest rows o
 job's metrics.jsonl (step, latest eval return, rate, ETA) and turns exit statuses into job
 statuses (`outcome`).
 
+Each job also has a phase (`PHASES`, `Manager.phase`): queued; starting (its process imports,
+checks its config and builds its task); compiling and training, as the runner announces them in
+the log (`jaxhum.run.log.phase_line`: `phase: compiling`, then `phase: training from step S`
+once the first iteration is done); stopping (SIGTERM sent: it saves a checkpoint); ended. The
+ETA is given only in the training phase, so a compiling job (or a resumed one, whose old log
+points say nothing of this process) shows none.
+
 When the server stops (`begin_stop`, from its signal handler, then `stop`), no job starts any
 more and the running ones get SIGTERM at once: each saves a checkpoint and exits (one still
 starting up, before its training loop, has no checkpoint yet and just exits; one in its first,
@@ -51,9 +58,14 @@ from typing import Any
 from jaxhum.jobs import files as files_lib
 from jaxhum.jobs import tasks as tasks_lib
 from jaxhum.jobs.store import ACTIVE, Job, Store, utc_now
+from jaxhum.run import log as runlog
 
-__all__ = ["MARKER_ENV", "Conflict", "Manager", "experiment_command", "find_marked", "outcome", "process_start_time",
-           "progress"]
+__all__ = ["MARKER_ENV", "PHASES", "Conflict", "Manager", "experiment_command", "find_marked", "log_phase", "outcome",
+           "process_start_time", "progress"]
+
+# A job's phase (`Manager.phase`), in the order a job goes through them.
+PHASES = ("queued", "starting", "compiling", "training", "stopping", "ended")
+_LAUNCH_PREFIX = b"[jaxhum.jobs "  # the manager's own lines in a job's log; the last one before a run is its command
 
 # The environment variable that carries a job's id into its process, so that a restarted server
 # recognizes the process of a job it recorded as `starting` (`find_marked`).
@@ -124,6 +136,8 @@ class _Process:
     popen: subprocess.Popen | None = None
     started: float = 0.0  # time.time() at launch (0 for an adopted process)
     terminated: bool = False  # SIGTERM sent (a cancel or the stop): a second one would abort the checkpoint
+    phase: str = "starting"  # starting, compiling or training, from the run's phase lines (`log_phase`)
+    training_from: int | None = None  # the step at which this process's training began
 
     def poll(self) -> tuple[bool, int | None]:
         """(finished, exit status); the status of an adopted process is unknown (None)."""
@@ -164,26 +178,46 @@ def _tail_rows(data: bytes, cut: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def progress(job: Job, rows: Sequence[dict[str, Any]], mtime: float, since: float = 0.0) -> dict[str, Any]:
+def log_phase(data: bytes) -> tuple[str, int | None]:
+    """(phase, step) of the run whose output ends a job's log: its last `phase:` line after the
+    manager's last own line (the command that started it), else ('starting', None).
+
+    `data` may be the log's tail: if the command line was cut off, all of it is the run's.
+    """
+    start = data.rfind(b"\n" + _LAUNCH_PREFIX)
+    found: tuple[str, int | None] = ("starting", None)
+    for line in data[start + 1 if start >= 0 else 0:].decode(errors="replace").splitlines():
+        parsed = runlog.parse_phase(line.strip())
+        if parsed is not None:
+            found = parsed
+    return found
+
+
+def progress(job: Job, rows: Sequence[dict[str, Any]], mtime: float, since: float = 0.0,
+             phase: str = "training", training_from: int | None = None) -> dict[str, Any]:
     """step, eval_return, steps_per_second and eta (ISO UTC) from the run's metrics.jsonl.
 
     Args:
       rows: the last rows of metrics.jsonl, oldest first.
       mtime: the file's modification time (time.time() seconds).
       since: the time.time() the job's process started.
+      phase: the job's phase (`PHASES`): the ETA is given only in 'training'.
+      training_from: the step at which this process's training began (its `phase: training`
+        line): the rate is measured only between log points from there on.
 
     The rate is measured between the last two log points (so evaluation and checkpoint time
-    count); with one point it is that point's `train/steps_per_second`. The ETA is the time of
-    the last point plus the remaining steps at that rate, None until the process started at
-    `since` has logged a point: a resumed run's old points say nothing about it. Empty before
-    the first log point.
+    count); with one point it is that point's `train/steps_per_second` (the first iteration's
+    point counts its compile: that first ETA is pessimistic until the next point). The ETA is
+    the time of the last point plus the remaining steps at that rate, None outside the training
+    phase and until the process started at `since` has logged a point: a resumed run's old
+    points say nothing about it. Empty before the first log point.
     """
     rows = [r for r in rows if isinstance(r.get("step"), int)]
     if not rows:
         return {}
     last = rows[-1]
     rate = None
-    if len(rows) >= 2:
+    if len(rows) >= 2 and (training_from is None or rows[-2]["step"] >= training_from):
         d_step = last["step"] - rows[-2]["step"]
         d_wall = last.get("wall_s", 0) - rows[-2].get("wall_s", 0)
         if d_step > 0 and d_wall > 0:
@@ -191,7 +225,7 @@ def progress(job: Job, rows: Sequence[dict[str, Any]], mtime: float, since: floa
     if rate is None:
         rate = last.get("train/steps_per_second")
     out: dict[str, Any] = {"step": last["step"], "steps_per_second": rate, "eta": None}
-    if rate and rate > 0 and mtime >= since:
+    if rate and rate > 0 and mtime >= since and phase == "training":
         remaining = max(job.num_timesteps - last["step"], 0)
         eta = datetime.datetime.fromtimestamp(mtime + remaining / rate, datetime.UTC)
         out["eta"] = eta.isoformat(timespec="seconds")
@@ -504,15 +538,48 @@ class Manager:
         lines = data.decode(errors="replace").splitlines()
         return next((line.strip() for line in reversed(lines) if line.strip()), "")
 
-    def _progress(self, job: Job, since: float = 0.0) -> dict[str, Any]:
-        """`progress` from the job's metrics.jsonl ({} without one, or refused)."""
+    def _progress(self, job: Job, since: float = 0.0, proc: _Process | None = None) -> dict[str, Any]:
+        """`progress` from the job's metrics.jsonl ({} without one, or refused); with the job's
+        process `proc`, its phase is brought up to date first (`_watch_phase`)."""
         try:
             data, info = files_lib.read_tail(self.data_dir, self.run_dir(job.id) / "metrics.jsonl", _TAIL_BYTES)
         except (OSError, files_lib.Refused):
-            return {}
+            data, info = b"", None
+        rows = [] if info is None else _tail_rows(data, info.st_size > _TAIL_BYTES)
+        if proc is not None:  # the log after the metrics: a run writes its phase line before its first point
+            self._watch_phase(job, proc, logged=bool(rows) and info.st_mtime >= since)
         if info is None:
             return {}
-        return progress(job, _tail_rows(data, info.st_size > _TAIL_BYTES), info.st_mtime, since)
+        if proc is None:
+            return progress(job, rows, info.st_mtime, since)
+        return progress(job, rows, info.st_mtime, since, phase=proc.phase, training_from=proc.training_from)
+
+    def _watch_phase(self, job: Job, proc: _Process, logged: bool) -> None:
+        """Follows the phase lines of a running job's log until it trains (the phase only moves
+        on). A log point from this process (`logged`) while none was announced also means it
+        trains (a program that announces no phase); a resumed run's restore rewrites its old
+        points after its `phase: compiling` line, so they never count."""
+        if proc.phase == "training":
+            return
+        try:
+            data, _ = files_lib.read_tail(self.data_dir, self.log_path(job.id), _TAIL_BYTES)
+        except (OSError, files_lib.Refused):
+            data = b""
+        proc.phase, proc.training_from = log_phase(data)
+        if logged and proc.phase == "starting":
+            proc.phase = "training"
+
+    def phase(self, job: Job) -> str:
+        """The job's phase (`PHASES`): from its status, and for a running job from its log."""
+        if job.status in ("queued", "starting"):
+            return job.status
+        if job.status != "running":
+            return "ended"
+        with self._lock:
+            proc = self._procs.get(job.id)
+            if proc is None:
+                return "starting"
+            return "stopping" if proc.terminated else proc.phase
 
     def _append_log(self, job_id: str, line: str) -> None:
         """Appends one line to the job's log (not through a link: then the line is dropped)."""
@@ -598,7 +665,7 @@ class Manager:
                     del self._procs[job_id]
                     self._finish(job, code)
                     continue
-                fields = self._progress(job, since=proc.started)
+                fields = self._progress(job, since=proc.started, proc=proc)
                 if any(getattr(job, k) != v for k, v in fields.items()):
                     self.store.update(job_id, **fields)
             self._schedule()

@@ -34,10 +34,13 @@ SERVER_FIELDS = {
     "num_timesteps": "use the request's num_timesteps or num_iterations",
     "seed": "use the request's seed",
     "algorithm": "use the request's policy_type",
+    "compile_cache": "the server's environment chooses the compile cache (JAX runs the code it loads from it)",
 }
 # Fields that name a file or directory the run (and the in-process check) opens: a request may
-# point them only under the operator's roots (`--allow-path`).
-PATH_FIELDS = ("env.model_path", "init_from")
+# point them only under the operator's roots (`--allow-path`). `env.robot` is a path only when it
+# names a spec file (not a registered robot); navigate's `env.low_level` except `untrained`.
+PATH_FIELDS = ("env.model_path", "env.robot", "env.low_level", "eval_env.model_path", "eval_env.robot",
+               "eval_env.low_level", "init_from")
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _FIELD_CHARS = 100  # far longer than any dotted field name of a run config
 _INTEGER = re.compile(r"\s*[+-]?\d[\d_]*\s*")  # an item the runner may read as an int (underscores too)
@@ -73,8 +76,9 @@ class Task:
 
     def requested_paths(self, argv: Sequence[str]) -> dict[str, str]:
         """The PATH_FIELDS a new run's command line (as the service builds it: overrides,
-        --preset, --seed, --num-timesteps) sets to a non-empty value, by field; parsed and
-        validated as `prepare` does, but without building the task or opening any file.
+        --preset, --seed, --num-timesteps) sets to a non-empty value, by field; parsed as
+        `prepare` does but not validated (a task's own checks may open a file: a robot spec),
+        so nothing is built and no file is opened.
 
         Raises:
           InvalidJob: the runner's one-line message for a command line it refuses.
@@ -82,7 +86,6 @@ class Task:
         from jaxhum import config as config_lib
         from jaxhum.config import ConfigError
         from jaxhum.run import cli as run_cli_lib
-        from jaxhum.run import config as run_config
         from jaxhum.run import main as run_main
 
         try:
@@ -91,7 +94,6 @@ class Task:
             overrides = {k: v for k, v in flags.items() if v is not None}
             overrides.update(config_lib.parse_overrides([*args.overrides, *args.positional]))
             config = config_lib.apply_overrides(self.get_config(args.preset), overrides)
-            config = run_config.validate(config, build=False)  # env: the task's whole config
         except (ConfigError, run_cli_lib.UsageError) as err:
             raise InvalidJob(" ".join(str(err).split())) from None
         found = {}
@@ -100,7 +102,7 @@ class Task:
                 value = config_lib.get(config, field)
             except ConfigError:  # the task has no such field
                 continue
-            if value:
+            if value and _names_a_file(field, str(value)):
                 found[field] = str(value)
         return found
 
@@ -127,6 +129,19 @@ class Task:
             if link is not None:
                 raise InvalidJob(f"init_from: {source / 'checkpoints' / link} is a symbolic link; a checkpoint is "
                                  f"read only without symbolic links")
+
+
+def _names_a_file(field: str, value: str) -> bool:
+    """Whether a PATH_FIELDS value is a path (a registered robot's name and navigate's `untrained`
+    low level are not)."""
+    from jaxhum import robots
+
+    name = field.rpartition(".")[2]
+    if name == "robot":
+        return value not in robots.ROBOTS and value not in robots.SPEC_FILES
+    if name == "low_level":
+        return value != "untrained"
+    return True
 
 
 def outside_roots(field: str) -> str:

@@ -25,7 +25,10 @@ from jaxhum.robots.spec import SpecError, is_spec_path, load, read_spec
 ROBOTS = types.MappingProxyType({JH1.name: JH1})
 # Robots shipped as spec files, loaded on demand (`get_robot(name)`), exactly as a user's robot loads.
 SPEC_FILES = types.MappingProxyType({"jh_mini": pathlib.Path(str(importlib.resources.files("jaxhum.robots")
-                                                                / "assets" / "jh_mini.toml"))})
+                                                                / "assets" / "jh_mini.toml")),
+                                     # jh1 with floor contacts beyond the soles and a tuck's action scales
+                                     "jh1_flip": pathlib.Path(str(importlib.resources.files("jaxhum.robots")
+                                                                 / "assets" / "jh1_flip.toml"))})
 
 
 def check_robot(name: str) -> None:

@@ -27,6 +27,8 @@ Public API:
     run = load_run(run_dir)                           # config, env, policy params, pure act()
 
 Loading a run imports `jaxhum.run.config` (what a run is) and never `jaxhum.run.loop` (the training loop).
+It turns on the run's persistent compilation cache (`jaxhum.run.compile_cache`) before anything
+compiles, so evaluate, export, sim2sim, falls and robustness load their programs from it.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxhum import config as config_lib
+from jaxhum.run import compile_cache
 from jaxhum.run import config as run_config
 
 __all__ = [
@@ -473,6 +476,8 @@ def _restore(run_dir: str | os.PathLike, step: int | None, best: bool) -> tuple[
     store = CheckpointStore(run_dir, read_only=True)
     try:
         config = saved_config(store, step=step, best=best)
+        # Every tool loads its run here, before it compiles: the run's compile cache serves it too.
+        compile_cache.enable(config.compile_cache)
         trainer = run_config.build_trainer(config)
         restored = store.restore(template=run_config.state_template(trainer, config), step=step, best=best)
     finally:

@@ -20,6 +20,7 @@ from jaxhum import config as config_lib
 from jaxhum.config import ConfigError, FrozenMapping
 from jaxhum.rl.off_policy import OffPolicyConfig
 from jaxhum.rl.train import PPOConfig
+from jaxhum.run import compile_cache as cache_lib
 
 __all__ = [
     "ALGORITHMS",
@@ -101,6 +102,12 @@ class RunConfig:
         evaluates under kicks of at most 1 m/s a policy trained under larger ones). Empty (the
         default) evaluates in the training world. The observation and action sizes must stay
         those of `env`. `validate` stores each given field's whole value.
+      compile_cache: where compiled programs are kept between processes (`jaxhum.run.compile_cache`),
+        so that a second run of the same config, and the tools run on this one, load them instead
+        of compiling: '' (the default) is the folder JAX already uses (`JAX_COMPILATION_CACHE_DIR`)
+        else $XDG_CACHE_HOME/jaxhum/xla (~/.cache/jaxhum/xla); 'off' compiles everything in each
+        process; any other value is a directory. It never changes the run's results; an
+        unwritable folder is one warning line and no cache.
     """
 
     env_name: str = "humanoid_run"
@@ -121,6 +128,7 @@ class RunConfig:
     vmap_seeds: bool = True
     devices: int = 0
     eval_env: Mapping[str, Any] = FrozenMapping()
+    compile_cache: str = ""
 
 
 # The largest seed: jax.random.key takes the seed modulo 2**32 (key(2**32) is key(0)), so a
@@ -128,10 +136,11 @@ class RunConfig:
 SEED_MAX = 2**32 - 1
 
 # Fields a resumed run may change: none of them alters the state's shapes or the training math
-# up to the point reached (a longer num_timesteps does lengthen a 'linear' lr schedule).
+# up to the point reached (a longer num_timesteps does lengthen a 'linear' lr schedule; the
+# compile cache changes where compiled programs come from, never what they compute).
 RESUMABLE_FIELDS = (
     "num_timesteps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "out_dir",
-    "stop_at_eval_return", "eval_env",
+    "stop_at_eval_return", "eval_env", "compile_cache",
 )
 
 
@@ -164,6 +173,7 @@ def validate(config: RunConfig, build: bool = True) -> RunConfig:
             f"seed + num_seeds - 1, must be <= {SEED_MAX}), got {config.num_seeds}")
     require(not (config.init_from and config.num_seeds > 1), "init_from",
             f"fine-tuning trains one seed: must be empty with num_seeds > 1, got num_seeds {config.num_seeds}")
+    cache_lib.check(config.compile_cache)
     config = _validate_algorithm(config)
     _validate_devices(config)
     config = _validate_env(config)

@@ -9,6 +9,11 @@ when a log is opened). Progress goes to a tqdm bar when stderr is a terminal and
 set, otherwise to one plain line per log point on stdout. The ETA counts training alone: the
 remaining env steps at the rate of the training iterations (`TrainingClock`), without the
 compiles, evaluations and checkpoint saves.
+
+A run also announces its phase on stderr, one `phase: <name>` line each (`phase_line`; silent
+with progress 'none'): `compiling` when it starts building and compiling its programs (init or
+restore, then the first iteration), `training from step S` once its first iteration is done. The
+job service reads them (`parse_phase`) to show a job's phase and to give an ETA only from then on.
 """
 
 from __future__ import annotations
@@ -23,12 +28,41 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = [
-    "RunLog", "TrainingClock", "eta_seconds", "note", "read_json", "read_metrics", "truncate_metrics",
-    "use_progress_bar", "write_json",
+    "PHASES", "RunLog", "TrainingClock", "announce_phase", "eta_seconds", "note", "parse_phase", "phase_line",
+    "read_json", "read_metrics", "truncate_metrics", "use_progress_bar", "write_json",
 ]
 
 METRICS_FILE = "metrics.jsonl"
 PROGRESS_MODES = ("auto", "bar", "lines", "none")
+# The phases a run's process announces, in order: building and compiling, then training.
+PHASES = ("compiling", "training")
+_PHASE_PREFIX = "phase: "
+
+
+def phase_line(phase: str, step: int | None = None, detail: str = "") -> str:
+    """'phase: <phase>[ from step <step>][ (<detail>)]', the line `parse_phase` reads back."""
+    if phase not in PHASES:
+        raise ValueError(f"phase: must be one of {', '.join(PHASES)}, got {phase!r}")
+    return (_PHASE_PREFIX + phase + (f" from step {int(step)}" if step is not None else "")
+            + (f" ({detail})" if detail else ""))
+
+
+def parse_phase(line: str) -> tuple[str, int | None] | None:
+    """(phase, step or None) of a `phase_line`; None for any other line."""
+    if not line.startswith(_PHASE_PREFIX):
+        return None
+    words = line[len(_PHASE_PREFIX):].split(" (", 1)[0].split()
+    if not words or words[0] not in PHASES:
+        return None
+    if words[1:3] == ["from", "step"] and len(words) > 3 and words[3].isdigit():
+        return words[0], int(words[3])
+    return words[0], None
+
+
+def announce_phase(phase: str, progress: str, step: int | None = None, detail: str = "") -> None:
+    """Prints the `phase_line` on stderr, unless progress is 'none'."""
+    if progress != "none":
+        print(phase_line(phase, step, detail), file=sys.stderr, flush=True)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -253,6 +287,16 @@ class RunLog:
             self._bar.write(text)
         else:
             print(text, flush=True)
+
+    def phase(self, phase: str, step: int | None = None, detail: str = "") -> None:
+        """Announces a phase (`phase_line`) on stderr without breaking the progress bar; silent
+        with progress 'none'."""
+        if self._quiet:
+            return
+        if self._bar is not None:
+            self._bar.write(phase_line(phase, step, detail), file=sys.stderr)
+        else:
+            print(phase_line(phase, step, detail), file=sys.stderr, flush=True)
 
     def note(self, text: str) -> None:
         """A progress note (e.g. 'compiling ...'): a `message`, unless progress is 'none'."""

@@ -12,7 +12,10 @@ evaluation's stalling the run at its first evaluation. A program that compiles a
 (on CPU: all of them) is announced first ("compiling the training iteration ..."), so a run is not
 silent while it compiles; steps/s and the ETA count the training iterations alone
 (`runlog.TrainingClock`: neither the first iteration, which is mostly compiling, nor evaluations
-and saves).
+and saves). Compiled programs are kept in the persistent compilation cache
+(`jaxhum.run.compile_cache`, `RunConfig.compile_cache`), turned on before anything compiles, so
+a second run of the same config loads them; the run announces its phases on stderr
+(`phase: compiling`, then `phase: training from step S` with what the cache loaded and saved).
 
 `train` reads as the outer loop; `_Run` holds the run's host-side state and its named parts
 (init or restore, open the logs, iterate, one log point, evaluate, save, summarize).
@@ -43,6 +46,7 @@ from typing import Any
 
 from jaxhum import config as config_lib
 from jaxhum.run import checkpoint as checkpoint_lib
+from jaxhum.run import compile_cache as cache_lib
 from jaxhum.run import finetune
 from jaxhum.run import log as runlog
 from jaxhum.run.config import (
@@ -289,10 +293,11 @@ class _Run:
       progress: 'auto', 'bar', 'lines' or 'none'.
       precompile: compile the iteration and the evaluation in background threads (`_precompile`).
       start_time: `time.monotonic()` when the run began (wall time counts from there).
+      cache_dir: the persistent compile cache in use (`compile_cache.enable`; None: none).
     """
 
     def __init__(self, config: RunConfig, run_dir: pathlib.Path, trainer: Any, progress: str,
-                 precompile: bool, start_time: float):
+                 precompile: bool, start_time: float, cache_dir: pathlib.Path | None = None):
         self.config, self.run_dir, self.trainer, self.progress = config, run_dir, trainer, progress
         self.start_time = start_time
         self.per_iteration = steps_per_iteration(config)
@@ -312,6 +317,7 @@ class _Run:
         self.evaluated = False  # whether this process has evaluated yet
         self.warnings: list[str] = []  # from restore, printed once the logs are open
         self.log: runlog.RunLog | None = None  # the first seed's: the group's one progress display
+        self.cache_dir = cache_dir
         self.exit_code = 0
 
     @property
@@ -380,6 +386,7 @@ class _Run:
             if not self.clock.started:  # the first iteration's time is mostly compiling
                 jax.block_until_ready(state)
                 self.clock.start(self.step)
+                self._announce_training()
             evaluate = self.eval_every > 0 and (self.iteration % self.eval_every == 0 or self.iteration == self.end)
             if evaluate or self.iteration % self.log_every == 0 or self.iteration == self.end:
                 self._log_point(state, metrics, evaluate)  # may end the run here (stop_at_eval_return)
@@ -388,6 +395,14 @@ class _Run:
                 self.save_all(state)
                 self.clock.start(self.step)
         return state
+
+    def _announce_training(self) -> None:
+        """`phase: training from step S`, with the time to this first iteration and the cache's counts."""
+        cache = cache_lib.stats()  # this process's counts
+        where = "no compile cache" if self.cache_dir is None else (
+            f"compile cache {self.cache_dir}: {cache.hits} programs loaded, {cache.writes} compiled and saved")
+        self.log.phase("training", self.step,
+                       f"first iteration done {time.monotonic() - self.start_time:.1f} s after the run began; {where}")
 
     def _before_first_call(self, name: str, what: str, note: bool = True) -> None:
         """Waits for program `name`'s background compile; without one, notes that its first call compiles."""
@@ -505,11 +520,13 @@ def train(
     import jax
 
     start_time = time.monotonic()  # wall time counts from here: building the trainer and compiles are the run's
+    cache_dir = cache_lib.enable(config.compile_cache)  # before the trainer's first compile
+    runlog.announce_phase("compiling", progress)
     run_dir = pathlib.Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = _make_trainer(config) if trainer is None else trainer
     precompile = jax.default_backend() != "cpu" if precompile is None else precompile
-    run = _Run(config, run_dir, trainer, progress, precompile, start_time)
+    run = _Run(config, run_dir, trainer, progress, precompile, start_time, cache_dir)
     try:
         state = run.restore() if resume else run.init()
         run.open_logs(resume)
