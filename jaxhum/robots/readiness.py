@@ -98,7 +98,7 @@ def check_mjx(m: mujoco.MjModel, where: str) -> None:
     """Refuses a model MJX's JAX implementation cannot take (an unsupported feature or value)."""
     try:
         mjx.put_model(m, impl="jax", device=jax.local_devices()[0])
-    except Exception as exc:  # MJX raises NotImplementedError, ValueError, ... for what it lacks
+    except Exception as exc:  # MJX refuses a feature it lacks with one of several exception types
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NotReadyError(f"{where}: MJX cannot use this model: {text}: remove or replace that feature in "
                             f"the MJCF") from exc
