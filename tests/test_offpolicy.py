@@ -435,6 +435,10 @@ def test_job_service_accepts_sac_and_td3_in_any_case(tmp_path):
             "off_policy.critic_hidden_sizes=8"]
     ok = {"task": "humanoid_run", "policy_type": "sac", "num_iterations": 3, "preset": "cpu", "overrides": tiny}
     assert post(ok)[0] == 201 and post({**ok, "policy_type": "Td3"})[0] == 201
+    deadline = time.monotonic() + 60  # the second job starts once the first one's process has ended
+    while len(started) < 2 and time.monotonic() < deadline:
+        app.state.manager.tick()
+        time.sleep(0.05)
     assert [args[len(tiny)] for args in started] == ["algorithm=sac", "algorithm=td3"]
     assert all(args[args.index("--num-timesteps") + 1] == "12" for args in started)  # 3 iterations x 4 envs
     assert post({**ok, "policy_type": "A2C"}) == (
