@@ -22,7 +22,7 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
-from experiments import joystick
+from experiments import _presets, joystick
 from jaxhum.config import FrozenMapping
 from jaxhum.run import config as run_config
 from jaxhum.run import main as run_main
@@ -45,11 +45,9 @@ ROBUST_ENV = FrozenMapping(
 
 
 def get_config(preset: str | None = None) -> run_config.RunConfig:
-    """The run config of a preset ('cpu' or 'gpu'; None picks by JAX backend). Fields: see RunConfig."""
-    if preset is None:
-        import jax
-
-        preset = "gpu" if jax.default_backend() != "cpu" else "cpu"
+    """The run config of a preset ('cpu', 'gpu' or 'gpu_randomized'; None picks by JAX backend).
+    Fields: see RunConfig."""
+    preset = _presets.pick(preset)
     config = dataclasses.replace(joystick.get_config(preset), env_name="balance")
     if preset.startswith("gpu"):
         config = dataclasses.replace(config, num_timesteps=60_000_000, log_every=1_000_000,

@@ -25,15 +25,13 @@ The figures to read: `eval/tracking_error_flip_missed` (1 minus the success rate
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import types
 from collections.abc import Mapping, Sequence
 
+from experiments import _presets
 from jaxhum.config import FrozenMapping
 from jaxhum.envs.backflip import GPU_RANDOMIZATION
-from jaxhum.envs.terms.randomization import RandomizationConfig
-from jaxhum.rl.train import PPOConfig
 from jaxhum.run import config as run_config
 from jaxhum.run import main as run_main
 
@@ -49,78 +47,25 @@ ENV_NAME = "backflip"
 STEPS_PER_SECOND: Mapping[str, float] = types.MappingProxyType({"gpu": 400_000.0, "cpu": 1_800.0})
 START_SECONDS: Mapping[str, float] = types.MappingProxyType({"gpu": 150.0, "cpu": 240.0})
 
-_PPO = dict(
-    discounting=0.99,
-    gae_lambda=0.95,
-    clip_epsilon=0.2,
-    learning_rate=3e-4,
-    reward_scaling=1.0,
-    normalize_observations=True,
-    max_grad_norm=1.0,
-)
+_PPO = FrozenMapping(discounting=0.99)  # both presets
 
-
-def randomization_overrides(config: RandomizationConfig = GPU_RANDOMIZATION) -> FrozenMapping:
-    """`config` as `env.randomization` overrides: the fields it sets away from off."""
-    off = RandomizationConfig()
-    return FrozenMapping({f.name: getattr(config, f.name) for f in dataclasses.fields(config)
-                          if getattr(config, f.name) != getattr(off, f.name)})
-
-
-GPU_ENV = FrozenMapping({"randomization": randomization_overrides(), "critic_randomization": True})
+GPU_ENV = FrozenMapping({"randomization": _presets.randomization_overrides(GPU_RANDOMIZATION),
+                         "critic_randomization": True})
 
 
 def get_config(preset: str | None = None) -> run_config.RunConfig:
     """The run config of a preset ('cpu' or 'gpu'; None picks by JAX backend). Fields: see RunConfig."""
-    if preset is None:
-        import jax
-
-        preset = "gpu" if jax.default_backend() != "cpu" else "cpu"
+    preset = _presets.pick(preset)
     if preset == "gpu":
-        return run_config.RunConfig(
-            env_name=ENV_NAME,
-            env=GPU_ENV,
-            ppo=PPOConfig(
-                num_envs=8192,
-                unroll_length=20,
-                num_minibatches=16,
-                num_updates_per_batch=4,
-                entropy_cost=5e-3,
-                **_PPO,
-                policy_hidden_sizes=(256, 256, 128),
-                value_hidden_sizes=(256, 256, 256),
-                num_eval_envs=256,
-                lr_schedule="linear",
-            ),
-            seed=0,
-            num_timesteps=500_000_000,
-            log_every=5_000_000,
-            eval_every=25_000_000,
-            checkpoint_every=25_000_000,
-            keep_checkpoints=3,
+        return _presets.ppo_run(
+            ENV_NAME, _presets.GPU, num_timesteps=500_000_000, env=GPU_ENV,
+            ppo={**_PPO, "entropy_cost": 5e-3, "policy_hidden_sizes": (256, 256, 128),
+                 "value_hidden_sizes": (256, 256, 256)},
+            log_every=5_000_000, eval_every=25_000_000, checkpoint_every=25_000_000,
         )
     if preset == "cpu":
-        return run_config.RunConfig(
-            env_name=ENV_NAME,
-            ppo=PPOConfig(
-                num_envs=64,
-                unroll_length=10,
-                num_minibatches=8,
-                num_updates_per_batch=4,
-                entropy_cost=1e-3,
-                **_PPO,
-                policy_hidden_sizes=(64, 64),
-                value_hidden_sizes=(64, 64),
-                num_eval_envs=16,
-            ),
-            seed=0,
-            num_timesteps=200_000,
-            log_every=20_000,
-            eval_every=100_000,
-            checkpoint_every=100_000,
-            keep_checkpoints=3,
-        )
-    raise ValueError(f"preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
+        return _presets.ppo_run(ENV_NAME, _presets.CPU, num_timesteps=200_000, ppo=_PPO)
+    raise _presets.unknown(preset, PRESETS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

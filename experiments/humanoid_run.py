@@ -20,14 +20,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jaxhum.rl.train import PPOConfig
+from experiments import _presets
+from jaxhum.config import FrozenMapping
 from jaxhum.run import config as run_config
 from jaxhum.run import main as run_main
 
 PRESETS = ("cpu", "gpu")
 
 # brax's published humanoid PPO hyperparameters, shared by both presets.
-_BRAX_HUMANOID_PPO = dict(
+_BRAX_HUMANOID_PPO = FrozenMapping(
     discounting=0.97,
     gae_lambda=0.95,
     clip_epsilon=0.3,
@@ -40,10 +41,7 @@ _BRAX_HUMANOID_PPO = dict(
 
 def get_config(preset: str | None = None) -> run_config.RunConfig:
     """The run config of a preset ('cpu' or 'gpu'; None picks by JAX backend). Fields: see RunConfig."""
-    if preset is None:
-        import jax
-
-        preset = "gpu" if jax.default_backend() != "cpu" else "cpu"
+    preset = _presets.pick(preset)
     if preset == "gpu":
         # brax's humanoid networks and returns on 8192 envs x 40-step unrolls: four times brax's
         # envs make each iteration's physics about twice as fast per step on an H200, and the
@@ -57,48 +55,18 @@ def get_config(preset: str | None = None) -> run_config.RunConfig:
         # collapsed on seeds that had not found a running gait yet; 1e-2 fixed that for brax's
         # SGD, and the larger steps here need twice that (at 1e-2 one seed of three collapsed).
         # benchmarks/RESULTS.md has the figures.
-        return run_config.RunConfig(
-            env_name="humanoid_run",
-            ppo=PPOConfig(
-                num_envs=8192,
-                unroll_length=40,
-                num_minibatches=8,
-                num_updates_per_batch=2,
-                **{**_BRAX_HUMANOID_PPO, "entropy_cost": 2e-2, "learning_rate": 1.5e-3},
-                max_grad_norm=0.0,
-                policy_hidden_sizes=(32, 32, 32, 32),
-                value_hidden_sizes=(256, 256, 256, 256, 256),
-                compute_dtype="bfloat16",
-                num_eval_envs=128,
-            ),
-            seed=0,
-            num_timesteps=50_000_000,
-            log_every=1_000_000,
-            eval_every=5_000_000,
-            checkpoint_every=10_000_000,
-            keep_checkpoints=3,
+        return _presets.ppo_run(
+            "humanoid_run", _presets.GPU, num_timesteps=50_000_000,
+            ppo={**_BRAX_HUMANOID_PPO, "unroll_length": 40, "num_minibatches": 8, "num_updates_per_batch": 2,
+                 "entropy_cost": 2e-2, "learning_rate": 1.5e-3, "max_grad_norm": 0.0,
+                 "policy_hidden_sizes": (32, 32, 32, 32), "value_hidden_sizes": (256, 256, 256, 256, 256),
+                 "compute_dtype": "bfloat16", "num_eval_envs": 128, "lr_schedule": "constant"},
+            log_every=1_000_000, eval_every=5_000_000,
         )
     if preset == "cpu":
-        return run_config.RunConfig(
-            env_name="humanoid_run",
-            ppo=PPOConfig(
-                num_envs=64,
-                unroll_length=10,
-                num_minibatches=8,
-                num_updates_per_batch=4,
-                **_BRAX_HUMANOID_PPO,
-                policy_hidden_sizes=(32, 32),
-                value_hidden_sizes=(64, 64),
-                num_eval_envs=16,
-            ),
-            seed=0,
-            num_timesteps=500_000,
-            log_every=20_000,
-            eval_every=100_000,
-            checkpoint_every=100_000,
-            keep_checkpoints=3,
-        )
-    raise ValueError(f"preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
+        return _presets.ppo_run("humanoid_run", _presets.CPU, num_timesteps=500_000,
+                                ppo={**_BRAX_HUMANOID_PPO, "policy_hidden_sizes": (32, 32)})
+    raise _presets.unknown(preset, PRESETS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

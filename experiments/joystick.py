@@ -36,42 +36,18 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
+from experiments import _presets
 from jaxhum.config import FrozenMapping
 from jaxhum.envs.joystick import GPU_RANDOMIZATION
-from jaxhum.envs.terms.randomization import RandomizationConfig
-from jaxhum.rl.train import PPOConfig
 from jaxhum.run import config as run_config
 from jaxhum.run import main as run_main
 
 PRESETS = ("cpu", "gpu", "gpu_randomized")
 
-_PPO = dict(
-    discounting=0.97,
-    gae_lambda=0.95,
-    clip_epsilon=0.2,
-    learning_rate=3e-4,
-    reward_scaling=1.0,
-    normalize_observations=True,
-    max_grad_norm=1.0,
-)
-
-
-def randomization_overrides() -> FrozenMapping:
-    """`GPU_RANDOMIZATION` as `env.randomization` overrides: the fields it sets away from off."""
-    off = RandomizationConfig()
-    return FrozenMapping(
-        {
-            f.name: getattr(GPU_RANDOMIZATION, f.name)
-            for f in dataclasses.fields(GPU_RANDOMIZATION)
-            if getattr(GPU_RANDOMIZATION, f.name) != getattr(off, f.name)
-        }
-    )
-
-
 # gpu_randomized's task: the full randomization stack, and what lets a policy survive it.
 ROBUST_ENV = FrozenMapping(
     {
-        "randomization": randomization_overrides(),
+        "randomization": _presets.randomization_overrides(GPU_RANDOMIZATION),
         "observation_history": 5,  # 100 ms of frames: a kick shows as a change the policy can see
         "critic_randomization": True,  # the critic knows the episode's physics, lag and next kick
         "fall_height": 0.40,  # m: a pelvis this low has its knees (which do not collide) in the floor
@@ -89,59 +65,18 @@ EVAL_ENV = FrozenMapping({"randomization": FrozenMapping({"push_velocity": GPU_R
 
 
 def get_config(preset: str | None = None) -> run_config.RunConfig:
-    """The run config of a preset ('cpu' or 'gpu'; None picks by JAX backend). Fields: see RunConfig."""
-    if preset is None:
-        import jax
-
-        preset = "gpu" if jax.default_backend() != "cpu" else "cpu"
+    """The run config of a preset ('cpu', 'gpu' or 'gpu_randomized'; None picks by JAX backend).
+    Fields: see RunConfig."""
+    preset = _presets.pick(preset)
     if preset == "gpu":
-        return run_config.RunConfig(
-            env_name="joystick",
-            ppo=PPOConfig(
-                num_envs=8192,
-                unroll_length=20,
-                num_minibatches=16,
-                num_updates_per_batch=4,
-                entropy_cost=5e-3,
-                **_PPO,
-                policy_hidden_sizes=(256, 128, 128),
-                value_hidden_sizes=(256, 256, 128),
-                num_eval_envs=256,
-                lr_schedule="linear",
-            ),
-            seed=0,
-            num_timesteps=80_000_000,
-            log_every=2_000_000,
-            eval_every=10_000_000,
-            checkpoint_every=10_000_000,
-            keep_checkpoints=3,
-        )
+        return _presets.ppo_run("joystick", _presets.GPU, num_timesteps=80_000_000, ppo={"entropy_cost": 5e-3})
     if preset == "gpu_randomized":
         env = FrozenMapping({**ROBUST_ENV, "randomization": FrozenMapping(
             {**ROBUST_ENV["randomization"], "push_velocity": TRAIN_KICKS})})
         return dataclasses.replace(get_config("gpu"), env=env, eval_env=EVAL_ENV, num_timesteps=140_000_000)
     if preset == "cpu":
-        return run_config.RunConfig(
-            env_name="joystick",
-            ppo=PPOConfig(
-                num_envs=64,
-                unroll_length=10,
-                num_minibatches=8,
-                num_updates_per_batch=4,
-                entropy_cost=1e-3,
-                **_PPO,
-                policy_hidden_sizes=(64, 64),
-                value_hidden_sizes=(64, 64),
-                num_eval_envs=16,
-            ),
-            seed=0,
-            num_timesteps=200_000,
-            log_every=20_000,
-            eval_every=100_000,
-            checkpoint_every=100_000,
-            keep_checkpoints=3,
-        )
-    raise ValueError(f"preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
+        return _presets.ppo_run("joystick", _presets.CPU, num_timesteps=200_000)
+    raise _presets.unknown(preset, PRESETS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,75 +32,36 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from experiments import _presets
 from jaxhum.config import FrozenMapping
 from jaxhum.envs.navigate import UNTRAINED
-from jaxhum.rl.train import PPOConfig
 from jaxhum.run import config as run_config
 from jaxhum.run import main as run_main
 
 PRESETS = ("cpu", "gpu")
 
-_PPO = dict(
-    discounting=0.98,
-    gae_lambda=0.95,
-    clip_epsilon=0.2,
-    learning_rate=3e-4,
-    reward_scaling=1.0,
-    normalize_observations=True,
-    max_grad_norm=1.0,
-)
+_PPO = FrozenMapping(discounting=0.98, entropy_cost=1e-2)  # both presets
 
 
 def get_config(preset: str | None = None) -> run_config.RunConfig:
     """The run config of a preset ('cpu' or 'gpu'; None picks by JAX backend). Fields: see RunConfig."""
-    if preset is None:
-        import jax
-
-        preset = "gpu" if jax.default_backend() != "cpu" else "cpu"
+    preset = _presets.pick(preset)
     if preset == "gpu":
-        return run_config.RunConfig(
-            env_name="navigate",
-            ppo=PPOConfig(
-                num_envs=4096,
-                unroll_length=16,
-                num_minibatches=8,
-                num_updates_per_batch=4,
-                entropy_cost=1e-2,
-                **_PPO,
-                policy_hidden_sizes=(128, 128),
-                value_hidden_sizes=(128, 128),
-                num_eval_envs=256,
-            ),
-            seed=0,
-            num_timesteps=15_000_000,
-            log_every=500_000,
-            eval_every=2_500_000,
-            checkpoint_every=2_500_000,
-            keep_checkpoints=3,
+        return _presets.ppo_run(
+            "navigate", _presets.GPU, num_timesteps=15_000_000,
+            ppo={**_PPO, "num_envs": 4096, "unroll_length": 16, "num_minibatches": 8,
+                 "policy_hidden_sizes": (128, 128), "value_hidden_sizes": (128, 128), "lr_schedule": "constant"},
+            log_every=500_000, eval_every=2_500_000, checkpoint_every=2_500_000,
         )
     if preset == "cpu":
-        return run_config.RunConfig(
-            env_name="navigate",
+        return _presets.ppo_run(
+            "navigate", _presets.CPU, num_timesteps=4_096,
             env=FrozenMapping({"low_level": UNTRAINED}),
-            ppo=PPOConfig(
-                num_envs=32,
-                unroll_length=8,
-                num_minibatches=4,
-                num_updates_per_batch=4,
-                entropy_cost=1e-2,
-                **_PPO,
-                policy_hidden_sizes=(32, 32),
-                value_hidden_sizes=(32, 32),
-                num_eval_envs=8,
-            ),
-            seed=0,
-            num_timesteps=4_096,
-            log_every=1_024,
-            eval_every=4_096,
-            checkpoint_every=4_096,
-            keep_checkpoints=3,
+            ppo={**_PPO, "num_envs": 32, "unroll_length": 8, "num_minibatches": 4,
+                 "policy_hidden_sizes": (32, 32), "value_hidden_sizes": (32, 32), "num_eval_envs": 8},
+            log_every=1_024, eval_every=4_096, checkpoint_every=4_096,
         )
-    raise ValueError(f"preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
+    raise _presets.unknown(preset, PRESETS)
 
 
 def _with_low_level_alias(argv: Sequence[str] | None) -> list[str] | None:

@@ -24,73 +24,25 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jaxhum.rl.train import PPOConfig
+from experiments import _presets
+from jaxhum.config import FrozenMapping
 from jaxhum.run import config as run_config
 from jaxhum.run import main as run_main
 
 PRESETS = ("cpu", "gpu")
 
-_PPO = dict(
-    discounting=0.98,
-    gae_lambda=0.95,
-    clip_epsilon=0.2,
-    learning_rate=3e-4,
-    reward_scaling=1.0,
-    normalize_observations=True,
-    max_grad_norm=1.0,
-)
+_PPO = FrozenMapping(discounting=0.98)  # both presets
 
 
 def get_config(preset: str | None = None) -> run_config.RunConfig:
     """The run config of a preset ('cpu' or 'gpu'; None picks by JAX backend). Fields: see RunConfig."""
-    if preset is None:
-        import jax
-
-        preset = "gpu" if jax.default_backend() != "cpu" else "cpu"
+    preset = _presets.pick(preset)
     if preset == "gpu":
-        return run_config.RunConfig(
-            env_name="reach",
-            ppo=PPOConfig(
-                num_envs=8192,
-                unroll_length=20,
-                num_minibatches=16,
-                num_updates_per_batch=4,
-                entropy_cost=2e-3,
-                **_PPO,
-                policy_hidden_sizes=(256, 128, 128),
-                value_hidden_sizes=(256, 256, 128),
-                num_eval_envs=256,
-                lr_schedule="linear",
-            ),
-            seed=0,
-            num_timesteps=150_000_000,
-            log_every=2_000_000,
-            eval_every=10_000_000,
-            checkpoint_every=10_000_000,
-            keep_checkpoints=3,
-        )
+        return _presets.ppo_run("reach", _presets.GPU, num_timesteps=150_000_000,
+                                ppo={**_PPO, "entropy_cost": 2e-3})
     if preset == "cpu":
-        return run_config.RunConfig(
-            env_name="reach",
-            ppo=PPOConfig(
-                num_envs=64,
-                unroll_length=10,
-                num_minibatches=8,
-                num_updates_per_batch=4,
-                entropy_cost=1e-3,
-                **_PPO,
-                policy_hidden_sizes=(64, 64),
-                value_hidden_sizes=(64, 64),
-                num_eval_envs=16,
-            ),
-            seed=0,
-            num_timesteps=200_000,
-            log_every=20_000,
-            eval_every=100_000,
-            checkpoint_every=100_000,
-            keep_checkpoints=3,
-        )
-    raise ValueError(f"preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
+        return _presets.ppo_run("reach", _presets.CPU, num_timesteps=200_000, ppo=_PPO)
+    raise _presets.unknown(preset, PRESETS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

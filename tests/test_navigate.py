@@ -1,6 +1,6 @@
 """navigate: reward terms, command mapping and goal frames by hand; goal sampling; config errors;
 the step equal to the joystick env and its frozen policy called by hand at the same rates; the
-low-level policy frozen under a PPO iteration.
+low-level policy frozen under a PPO iteration; the exported pair run with numpy equal to the step.
 
 One module-scoped env (low_level=untrained: a freshly initialised joystick actor, so no joystick
 run is trained here) is compiled once and shared; episodes are short (1 s, 5 high-level steps).
@@ -9,6 +9,7 @@ run is trained here) is compiled once and shared; episodes are short (1 s, 5 hig
 from __future__ import annotations
 
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +25,8 @@ from jaxhum.envs.terms import navigate as terms
 from jaxhum.rl import networks, train
 from jaxhum.run import checkpoint
 from jaxhum.run import config as run_config
+from jaxhum.tools import deploy
+from jaxhum.tools import export as export_tool
 
 PERIOD = 0.2  # s: K = 10 joystick steps of 0.02 s
 
@@ -36,6 +39,12 @@ def env():
 @pytest.fixture(scope="module")
 def compiled(env):
     return jax.jit(env.reset), jax.jit(env.step_without_reset)
+
+
+@pytest.fixture(scope="module")
+def low_compiled(env):
+    """(joystick step_without_reset, low-level act), jitted: the navigate step's parts by hand."""
+    return jax.jit(env.low_level.env.step_without_reset), jax.jit(env.low_level.act)
 
 
 # ----------------------------------------------------------------------------- pure terms by hand
@@ -144,7 +153,7 @@ def test_reset_draws_the_goal_from_the_key(env, compiled):
 # ----------------------------------------------------------------------------- the hierarchy by hand
 
 
-def test_step_equals_the_joystick_env_and_policy_by_hand(env, compiled):
+def test_step_equals_the_joystick_env_and_policy_by_hand(env, compiled, low_compiled):
     reset, step = compiled
     low = env.low_level
     assert env.low_level_steps == 10 and env.dt == pytest.approx(PERIOD)
@@ -153,7 +162,7 @@ def test_step_equals_the_joystick_env_and_policy_by_hand(env, compiled):
     got = step(state, action)
     cmd = terms.command_from_action(action, low=jnp.asarray([-0.5, -0.3, -0.5]), high=jnp.asarray([1.0, 0.3, 0.5]))
     by_hand = commands.with_command(low.env, state.info["low"], cmd)
-    low_step, act = jax.jit(low.env.step_without_reset), jax.jit(low.act)
+    low_step, act = low_compiled
     fell = False
     for _ in range(10):  # K joystick control steps, the same command
         by_hand = low_step(by_hand, act(low.params, by_hand.obs))
@@ -201,12 +210,13 @@ def test_low_level_is_frozen_outside_the_train_state(env):
 # ----------------------------------------------------------------------------- a joystick run as the low level
 
 
-def make_joystick_run(path, env):
-    """A joystick run directory as the runner leaves one (config.json, a checkpoint) holding a
-    freshly initialised actor, without training (the rest of the TrainState is zeros)."""
+def make_joystick_run(path, env, env_name="joystick"):
+    """A joystick (or `env_name`) run directory as the runner leaves one (config.json, a
+    checkpoint) holding a freshly initialised actor, without training (the rest of the TrainState
+    is zeros)."""
     ppo = train.PPOConfig(num_envs=2, unroll_length=2, num_minibatches=1, num_updates_per_batch=1,
                           policy_hidden_sizes=(16, 16), value_hidden_sizes=(8,), num_eval_envs=2)
-    config = run_config.validate(run_config.RunConfig(env_name="joystick", env=config_lib.FrozenMapping(env),
+    config = run_config.validate(run_config.RunConfig(env_name=env_name, env=config_lib.FrozenMapping(env),
                                                       ppo=ppo, num_timesteps=4, out_dir=str(path)))
     template = run_config.state_template(run_config.build_trainer(config), config)
     state = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype) if not jax.dtypes.issubdtype(
@@ -240,6 +250,89 @@ def test_a_joystick_run_directory_is_loaded_as_the_frozen_low_level(tmp_path):
     with pytest.raises(ValueError) as err:
         envs.make_config("navigate", low_level=str(make_walk_run(tmp_path / "walk")))
     assert "'walk' run, not a joystick run" in _one_line(err, "low_level")
+
+
+# ----------------------------------------------------------------------------- the exported pair
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(run directory, export directory) of a navigate run as `env`'s (untrained low level),
+    exported with `python -m jaxhum.export`."""
+    root = tmp_path_factory.mktemp("navigate_export")
+    run_dir = make_joystick_run(root / "navigate", {"low_level": navigate.UNTRAINED, "high_level_period": PERIOD,
+                                                    "episode_seconds": 1.0}, env_name="navigate")
+    assert export_tool.main([str(run_dir), "--out", str(root / "export")]) == 0
+    return run_dir, root / "export"
+
+
+def test_exported_pair_in_numpy_equals_the_navigate_step(env, compiled, low_compiled, exported):
+    run_dir, out = exported
+    meta = json.loads((out / "policy.json").read_text())
+    assert {p.name for p in out.iterdir()} == {"policy.onnx", "policy.npz", "low_level.onnx", "low_level.npz",
+                                               "policy.json", "deploy.py"}
+    low = env.low_level
+    assert meta["task"] == "navigate" and meta["low_level"]["task"] == "joystick"
+    assert meta["high_level_period_steps"] == 10 and meta["high_level_period_s"] == pytest.approx(PERIOD)
+    assert meta["control_dt"] == pytest.approx(low.env.dt) == meta["low_level"]["control_dt"]
+    assert [x["name"] for x in meta["low_level"]["observation_layout"]] == [n for n, _ in low.env.observation_layout]
+    offset = commands.command_offset(low.env)
+    assert (meta["command"]["low_level_frame_start"], meta["command"]["low_level_frame_stop"]) == (offset, offset + 3)
+    np.testing.assert_allclose(meta["command"]["low"], [-0.5, -0.3, -0.5])
+    np.testing.assert_allclose(meta["command"]["high"], [1.0, 0.3, 0.5])
+
+    run = checkpoint.load_run(run_dir)
+    high_act = jax.jit(run.act)
+    reset, step = compiled
+    low_step, low_act = low_compiled
+    pair = deploy.PolicyPair.load(out)
+    frame_size = low.env.observation_size // low.env.observation_history
+    state = reset(jax.random.key(11))
+    followed = []
+    for _ in range(3):  # three high-level steps: 30 low-level ones
+        action = high_act(run.params, state.obs)
+        cmd = terms.command_from_action(action, low=jnp.asarray(meta["command"]["low"]),
+                                        high=jnp.asarray(meta["command"]["high"]))
+        by_hand = commands.with_command(low.env, state.info["low"], cmd)
+        for k in range(10):
+            assert pair.due == (k == 0)
+            # Between decisions the pair holds the command: a different high_obs changes nothing.
+            high_obs = np.asarray(state.obs) + (0.0 if k == 0 else 1.0)
+            frame = np.array(by_hand.obs[:frame_size])
+            frame[offset:offset + 3] = 9.0  # the pair writes the command it holds
+            got = pair(high_obs, frame)
+            want = low_act(low.params, by_hand.obs)
+            np.testing.assert_allclose(got, np.asarray(want), atol=1e-5)
+            np.testing.assert_allclose(pair.command, np.asarray(cmd), atol=1e-6)
+            by_hand = low_step(by_hand, want)
+        followed.append(pair.command.copy())
+        state = step(state, action)
+        np.testing.assert_allclose(np.asarray(state.info["low"].data.qpos), np.asarray(by_hand.data.qpos), atol=1e-5)
+    assert min(np.abs(a - b).max() for a, b in zip(followed, followed[1:])) > 1e-4  # the command did change
+    pair.reset()
+    assert pair.due and pair.history.frames is None
+
+
+def test_exported_pair_refuses_missing_files_on_one_line(exported, tmp_path):
+    _, out = exported
+    pair_dir = tmp_path / "pair"
+    shutil.copytree(out, pair_dir)
+    (pair_dir / "low_level.npz").unlink()
+    with pytest.raises(ValueError) as err:
+        deploy.PolicyPair.load(pair_dir)
+    assert "low_level.npz is missing" in _one_line(err, "low_level")
+    meta = json.loads((out / "policy.json").read_text())
+    (pair_dir / "policy.json").write_text(json.dumps(meta["low_level"]))  # a single policy's export
+    with pytest.raises(ValueError) as err:
+        deploy.PolicyPair.load(pair_dir)
+    assert "not a policy pair" in _one_line(err, "low_level")
+    with pytest.raises(ValueError) as err:  # the high level's action is a command, not controls
+        deploy.Policy.load(str(out / "policy.npz")).ctrl(np.zeros(3))
+    assert "not controls" in _one_line(err, "ctrl")
+    pair = deploy.PolicyPair.load(out)
+    with pytest.raises(ValueError) as err:
+        pair(None, np.zeros(pair.low.obs_size // pair.history.history, np.float32))
+    assert "required" in _one_line(err, "high_obs")
 
 
 def make_walk_run(path):

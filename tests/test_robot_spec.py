@@ -1,10 +1,11 @@
 """Robots as data (`jaxhum.robots.load`): jh1's spec file equals JH1, `robot=` takes a spec path
-(Python and command line), jh_mini (the second robot, a spec file), a user's MJCF edited into
-shape, and every MJX readiness refusal.
+(Python and command line), jh_mini (the second robot, a spec file) under every robot task, a
+user's MJCF edited into shape, and every MJX readiness refusal.
 
-Everything but the joystick smoke is native MuJoCo, mostly on tiny MJCFs written to tmp_path; the
-smoke compiles joystick's reset and step once per robot (jh1 from its spec file, jh_mini), and
-the persistent compilation cache serves later runs.
+Everything but the task smoke is native MuJoCo, mostly on tiny MJCFs written to tmp_path; the
+smoke compiles each task's reset and step once on jh_mini (joystick's inside navigate's, as its
+low level) and joystick's on jh1 from its spec file (test_joystick's programs, from the
+persistent compilation cache).
 """
 
 import dataclasses
@@ -156,24 +157,66 @@ def test_command_line_spec_path_is_validated_and_recorded():
     assert robots.get_robot(restored.env["robot"]) == JH1  # evaluate, export, sim2sim rebuild the same robot
 
 
-@pytest.fixture(scope="module", params=[str(JH1_TOML), "jh_mini"], ids=["jh1.toml", "jh_mini"])
-def joystick_on(request):
-    """joystick on robot=jh1.toml (test_joystick's settings: the same programs) and on jh_mini."""
-    return jaxhum.envs.make("joystick", robot=request.param, episode_seconds=0.1, resample_seconds=0.04)
+# Each robot task at its smallest settings (3 steps fit in an episode). jh1 runs every task in the
+# task's own test file; here joystick also runs on jh1 from its spec file (test_joystick's
+# settings: the same programs), and every task on jh_mini. navigate's low level is the untrained
+# joystick actor on the robot given, one low-level step per high-level step: its steps are
+# joystick's smoke on jh_mini (a separate joystick case would compile the same work again).
+# reach needs arms: test_reach_on_a_robot_without_arms_is_refused_in_one_line_before_compiling.
+SMOKE = {
+    "joystick": dict(episode_seconds=0.1, resample_seconds=0.04),
+    "walk": dict(episode_seconds=0.1),
+    "balance": dict(episode_seconds=0.1, resample_seconds=0.04),
+    "navigate": dict(low_level="untrained", high_level_period=0.02, episode_seconds=0.1),
+    "backflip": dict(episode_seconds=0.1, stand_seconds=0.05),
+}
+ON_JH_MINI = ("walk", "balance", "navigate", "backflip")
 
 
-def test_joystick_smoke_on_both_robots(joystick_on):
-    env = joystick_on
-    assert env.robot == robots.get_robot(env.config.robot)
-    assert env.action_size == {str(JH1_TOML): 21, "jh_mini": 12}[env.config.robot]
+@pytest.mark.parametrize("task, robot", [("joystick", str(JH1_TOML)), *((t, "jh_mini") for t in ON_JH_MINI)],
+                         ids=["joystick-jh1.toml", *(f"{t}-jh_mini" for t in ON_JH_MINI)])
+def test_every_robot_task_steps_on_both_robots(task, robot):
+    env = jaxhum.envs.make(task, robot=robot, **SMOKE[task])
+    assert env.robot == robots.get_robot(robot)
+    action_size = {str(JH1_TOML): 21, "jh_mini": 12}[robot]
+    if task == "navigate":  # the robot is its low level's: a joystick env on jh_mini
+        assert env.low_level.env.robot == env.robot and env.low_level.env.action_size == action_size
+        action_size = 3  # a velocity command
+    assert env.action_size == action_size
     state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), 3))
     step = jax.jit(jax.vmap(env.step))
     for i in range(3):
         action = jax.random.uniform(jax.random.PRNGKey(i), (3, env.action_size), minval=-1.0, maxval=1.0)
         state = step(state, action)
-    chex.assert_tree_all_finite((state.obs, state.reward))
+    chex.assert_tree_all_finite((state.obs, state.reward, state.critic_obs))
     assert state.obs.shape == (3, env.observation_size)
+    assert state.critic_obs.shape == (3, env.critic_observation_size)
     assert float(state.metrics["fall"].max()) == 0.0  # 3 steps of random actions do not make it fall
+    if task == "navigate":  # joystick on jh_mini: its low level stepped 3 times under random commands
+        low = state.info["low"]
+        chex.assert_tree_all_finite((low.obs, low.reward, low.critic_obs))
+        assert low.obs.shape == (3, env.low_level.env.observation_size) and float(low.step_count.max()) == 3
+        assert float(low.metrics["fall"].max()) == 0.0
+
+
+def test_reach_on_a_robot_without_arms_is_refused_in_one_line_before_compiling():
+    with pytest.raises(ValueError) as info:
+        jaxhum.envs.make("reach", robot="jh_mini")
+    message = str(info.value)
+    assert "\n" not in message and re.fullmatch(
+        r"robot: reach needs a robot with hands, and 'jh_mini' has neither hand body \('left_forearm', "
+        r"'right_forearm'\) \(no arms\?\); pick a robot with arms, or name its hand bodies in hand_bodies",
+        message), message
+
+
+def test_navigate_robot_must_be_the_low_level_runs(tmp_path):
+    (tmp_path / "config.json").write_text('{"env_name": "joystick", "env": {"robot": "jh_mini"}}')
+    jaxhum.envs.make_config("navigate", low_level=str(tmp_path), robot="jh_mini")
+    with pytest.raises(ValueError, match=r"^robot: the low-level run .* trained robot 'jh_mini', not 'jh1' "
+                                         r"\(leave robot empty to use the run's\)$"):
+        jaxhum.envs.make_config("navigate", low_level=str(tmp_path), robot="jh1")
+    with pytest.raises(ValueError, match=r"^robot: unknown robot 'atlas'"):
+        jaxhum.envs.make_config("navigate", low_level="untrained", robot="atlas")
 
 
 def test_jh_mini_is_a_small_legs_focused_humanoid_shipped_as_a_spec_file():
@@ -190,9 +233,7 @@ def test_jh_mini_is_a_small_legs_focused_humanoid_shipped_as_a_spec_file():
     assert len(pairs) == 10 and all(m.geom("floor").id in p for p in pairs)  # 8 sole spheres, 2 knee pads
     # What the MJCF leaves to its spec file: the IMU sensors and the home pose, nothing else.
     assert robot.edits == MjcfEdits(sensors=robot.edits.sensors, keyframe=robot.edits.keyframe)
-    assert len(robot.edits.sensors) == 4
-    for task in ("walk", "balance"):  # every robot task builds on it (joystick's smoke also steps)
-        assert jaxhum.envs.make(task, robot="jh_mini").action_size == 12
+    assert len(robot.edits.sensors) == 4  # every robot task steps on it: the smoke above
 
 
 # ----------------------------------------------------------------------------- a user's MJCF, edited

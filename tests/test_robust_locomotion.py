@@ -17,6 +17,7 @@ from experiments import balance as balance_experiment
 from experiments import joystick as joystick_experiment
 from jaxhum import envs
 from jaxhum.envs import joystick, robot_task
+from jaxhum.envs.terms import commands
 from jaxhum.envs.terms import randomization as R
 from jaxhum.run import config as run_config
 from jaxhum.tools import deploy
@@ -79,6 +80,28 @@ def test_the_observation_is_the_last_frames_newest_first(env, rollout):
                 continue
             np.testing.assert_array_equal(obs[t, i, 1:], obs[t - 1, i, :-1])  # each frame moves one slot back
     np.testing.assert_array_equal(states.info[robot_task.HISTORY_INFO_KEY].reshape(STEPS, N, -1), states.obs)
+
+
+def test_with_command_writes_the_newest_frame_or_every_frame_of_a_new_episode(env, rollout):
+    """A command set mid-episode reaches the newest frame only (older frames keep what the policy
+    saw then, as `deploy.FrameHistory` keeps them); on a reset state, every frame (the first frame
+    fills the history). The stored history, the observation and the critic's copy stay one."""
+    start, states = rollout
+    frame = sum(size for _, size in env.observation_layout)
+    offset, cmd = commands.command_offset(env), np.asarray([0.4, -0.1, 0.3], np.float32)
+    for state, every in ((start, True), (jax.tree.map(lambda x: x[1], states), False)):
+        state = jax.tree.map(jnp.asarray, state)
+        driven = jax.device_get(joystick.with_command(env, state, cmd, episode_start=every))
+        before, after = _frames(np.asarray(state.obs), frame), _frames(driven.obs, frame)
+        written = H if every else 1
+        np.testing.assert_array_equal(after[:, :written, offset:offset + 3], np.broadcast_to(cmd, (N, written, 3)))
+        if not every:
+            np.testing.assert_array_equal(after[:, 1:], before[:, 1:])
+        untouched = np.ones(frame, bool)
+        untouched[offset:offset + 3] = False
+        np.testing.assert_array_equal(after[..., untouched], before[..., untouched])
+        np.testing.assert_array_equal(driven.info[robot_task.HISTORY_INFO_KEY].reshape(N, -1), driven.obs)
+        np.testing.assert_array_equal(driven.critic_obs[:, :env.observation_size], driven.obs)
 
 
 def test_an_episode_after_an_autoreset_starts_from_its_own_first_frame(env, rollout):

@@ -12,9 +12,10 @@ step is those K joystick steps (`lax.scan`).
 The low-level policy comes from a joystick run directory (`low_level=RUN_DIR`, loaded with
 `jaxhum.run.checkpoint.load_run`: the run's evaluation world and its deterministic actor) or
 is `low_level=untrained`, a freshly initialised joystick actor (the joystick cpu preset's
-architecture, seed 0) for CPU checks and tests. Its parameters are constants closed over by the
-env (`NavigateEnv.low_level`, in the env's static part): they are never in a train state, so no
-gradient reaches them and no update changes them.
+architecture, seed 0) over a joystick env on `robot` (jh1 by default), for CPU checks and tests;
+with a run directory the run's robot is the robot (`robot`, if given, must name it). Its
+parameters are constants closed over by the env (`NavigateEnv.low_level`, in the env's static
+part): they are never in a train state, so no gradient reaches them and no update changes them.
 
 Goals: at reset a goal is drawn `goal_distance` m away (2-8 m) in a direction `goal_angle`
 (any, by default) from the robot's start heading; a `goal_heading_share` of goals also ask for a
@@ -46,8 +47,9 @@ and `tracking/navigate_time` (s to first reach the goal; the whole episode when 
 `NavigateEnv.tracking_bounds` make an episode a success in `jaxhum.evaluate` when it does not
 fall and reaches its goal. `fall` is 1.0 on a step with a fall.
 
-Export: not yet (`NavigateEnv.deploy` is None, so export and sim-to-sim refuse the task): the
-export of the pair (both actors, the rate of each, the command mapping) is to come.
+Export: `python -m jaxhum.export RUN_DIR --out DIR` writes the pair (`jaxhum.tools.export.export_pair`:
+both actors, the rate of each, the command mapping), which `jaxhum.tools.deploy.PolicyPair` runs with
+numpy. Sim-to-sim refuses the task (`NavigateEnv.deploy` is None).
 """
 
 from __future__ import annotations
@@ -64,9 +66,11 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from jaxhum import robots
 from jaxhum.envs.base import Env, EnvState, with_autoreset
 from jaxhum.envs.terms import commands, observations, rewards
 from jaxhum.envs.terms import navigate as terms
+from jaxhum.envs.terms.locomotion import JoystickConfig
 
 UNTRAINED = "untrained"  # low_level: a freshly initialised joystick actor instead of a run
 LOW_LEVEL_TASK = "joystick"  # the task a low-level run must have trained
@@ -116,6 +120,9 @@ class NavigateConfig:
     Attributes:
       low_level: the frozen low-level policy: a joystick run directory (its newest checkpoint),
         or 'untrained' (a freshly initialised joystick actor, for CPU checks and tests).
+      robot: the robot (`jaxhum.robots` name or .toml spec path); '' means the low level's: the
+        joystick default (jh1) when untrained, the run's robot with a run directory (a robot
+        given with a run directory must be the run's).
       high_level_period: seconds between high-level commands (0.2-0.5 s intended); a whole
         multiple of the low-level joystick env's control step.
       episode_seconds: episode length (s) before truncation (the success window).
@@ -131,6 +138,7 @@ class NavigateConfig:
     """
 
     low_level: str = ""
+    robot: str = ""
     high_level_period: float = 0.2
     episode_seconds: float = 20.0
     goal_distance: tuple[float, float] = (2.0, 8.0)
@@ -161,12 +169,15 @@ class NavigateConfig:
             raise ValueError(f"episode_seconds: must be >= high_level_period ({self.high_level_period}), "
                              f"got {self.episode_seconds}")
         rewards.check_weights(REWARD_TERMS, self.reward_weights)
-        check_low_level(self.low_level)
+        if self.robot:
+            robots.check_robot(self.robot)
+        check_low_level(self.low_level, self.robot)
 
 
-def check_low_level(source: str) -> None:
+def check_low_level(source: str, robot: str = "") -> None:
     """Raises ValueError naming `low_level` unless `source` is 'untrained' or a joystick run
-    directory (read from its config.json; nothing is loaded)."""
+    directory (read from its config.json; nothing is loaded), or naming `robot` when it is given
+    and the run trained another robot."""
     if source == UNTRAINED:
         return
     if not isinstance(source, str) or not source:
@@ -176,12 +187,17 @@ def check_low_level(source: str) -> None:
         raise ValueError(f"low_level: {source}: no such run directory (give a joystick run directory or "
                          f"{UNTRAINED!r})")
     try:
-        task = json.loads((run_dir / "config.json").read_text()).get("env_name")
+        saved = json.loads((run_dir / "config.json").read_text())
+        task = saved.get("env_name")
+        run_robot = (saved.get("env") or {}).get("robot") or JoystickConfig().robot
     except (OSError, ValueError, AttributeError):
         raise ValueError(f"low_level: {source}: not a run directory (no readable config.json); give a "
                          f"joystick run directory or {UNTRAINED!r}") from None
     if task != LOW_LEVEL_TASK:
         raise ValueError(f"low_level: {source}: a {task!r} run, not a joystick run")
+    if robot and robot != run_robot:
+        raise ValueError(f"robot: the low-level run {source} trained robot {run_robot!r}, not {robot!r} "
+                         f"(leave robot empty to use the run's)")
 
 
 # ----------------------------------------------------------------------------- the low level
@@ -204,10 +220,10 @@ class LowLevel:
     source: str
 
 
-def load_low_level(source: str) -> LowLevel:
-    """The low-level policy `source` names (`NavigateConfig.low_level`, already checked)."""
+def load_low_level(source: str, robot: str = "") -> LowLevel:
+    """The low-level policy `source` names (`NavigateConfig.low_level` and `.robot`, already checked)."""
     if source == UNTRAINED:
-        return untrained_low_level()
+        return untrained_low_level(robot=robot)
     from jaxhum.run import checkpoint  # loading a run: the run layer, imported only here
 
     run = checkpoint.load_run(source)
@@ -216,14 +232,15 @@ def load_low_level(source: str) -> LowLevel:
     return LowLevel(env=run.env, params=run.params, act=run.act, source=str(run.run_dir))
 
 
-def untrained_low_level(seed: int = 0) -> LowLevel:
+def untrained_low_level(seed: int = 0, robot: str = "") -> LowLevel:
     """A joystick actor as PPO initialises it (`UNTRAINED_HIDDEN_SIZES`, swish, a fresh
-    observation normalizer) over the default joystick env: what a tiny run starts from."""
+    observation normalizer) over the default joystick env on `robot` ('' : joystick's default):
+    what a tiny run starts from."""
     from jaxhum.envs import registry
     from jaxhum.rl import networks, normalization
     from jaxhum.rl.train import PolicyParams
 
-    env = registry.make(LOW_LEVEL_TASK)
+    env = registry.make(LOW_LEVEL_TASK, **({"robot": robot} if robot else {}))
     net = networks.make_policy_network(env.observation_size, env.action_size, UNTRAINED_HIDDEN_SIZES)
     params = PolicyParams(normalizer=normalization.init(env.observation_size),
                           policy=net.init(jax.random.key(seed)))
@@ -322,7 +339,7 @@ def _start(parts: _Parts, key: jax.Array, low_state: EnvState) -> EnvState:
     standing still, a goal drawn from `key`."""
     config = parts.config
     zero_action = jnp.zeros((ACTION_SIZE,), jnp.float32)
-    low_state = commands.with_command(parts.low.env, low_state, _command(parts, zero_action))
+    low_state = commands.with_command(parts.low.env, low_state, _command(parts, zero_action), episode_start=True)
     xy, yaw = pose(parts, low_state.data)
     goal, has_heading = terms.sample_goal(key, start_xy=xy, start_yaw=yaw, distance_range=config.goal_distance,
                                           angle_range=config.goal_angle, heading_share=config.goal_heading_share)
@@ -416,7 +433,7 @@ def make(config: NavigateConfig, name: str = "navigate", low_level: LowLevel | N
     if not isinstance(config, NavigateConfig):
         raise ValueError(f"config: expected a NavigateConfig, got {type(config).__name__}")
     config.validate()
-    low = load_low_level(config.low_level) if low_level is None else low_level
+    low = load_low_level(config.low_level, config.robot) if low_level is None else low_level
     low_env = low.env
     commands.command_offset(low_env)  # ValueError naming `env` unless it observes a command
     k = low_level_steps(config.high_level_period, low_env.dt)

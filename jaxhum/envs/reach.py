@@ -304,9 +304,14 @@ def _steps(seconds: float, dt: float) -> int:
 
 
 def constants(*, config: ReachConfig, setup: robot_task.Setup) -> ReachConstants:
-    """Hand bodies (ValueError naming `hand_bodies` if the robot lacks one), workspace, weights, periods."""
+    """Hand bodies, workspace, weights, periods. ValueError naming `robot` if the robot has neither
+    hand body (a robot without arms, such as jh_mini), naming `hand_bodies` if it lacks a driven one."""
     model = setup.sim.mj_model
     names = dict(zip(("left", "right"), config.hand_bodies))
+    if all(mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b) < 0 for b in names.values()):
+        raise ValueError(f"robot: reach needs a robot with hands, and {config.robot!r} has neither hand body "
+                         f"{tuple(names.values())} (no arms?); pick a robot with arms, or name its hand bodies "
+                         f"in hand_bodies")
     ids = []
     for side in config.sides:
         body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, names[side])

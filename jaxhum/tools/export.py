@@ -14,6 +14,16 @@ Writes into DIR:
                 joint order, control dt and physics substeps, and the robot's own facts (home
                 pose, PD gains, ctrl ranges, ... from the task's `DeploySpec.robot`).
 
+A navigate run (a high-level policy commanding a frozen joystick policy, `export_pair`) writes
+the pair: policy.onnx / policy.npz are the high-level policy (its action a (3,) in [-1, 1] is a
+velocity command, not controls), low_level.onnx / low_level.npz the low-level joystick policy,
+and policy.json holds the high level's layout, the command mapping (`command`: a -> (vx, vy,
+yaw rate) in the low level's ranges and where the command enters the low level's frame), the
+rates (`control_dt`: the low level acts every control step; `high_level_period_steps` and
+`high_level_period_s`: the high level every K of them, its command held in between) and a
+`low_level` section: what the joystick run's own export writes in its policy.json.
+`deploy.PolicyPair` runs the pair with numpy.
+
 Bad input: one line `error: <field>: <constraint>` on stderr, exit 2, nothing written.
 """
 
@@ -28,6 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from jaxhum.config import FrozenMapping
+from jaxhum.envs import navigate
+from jaxhum.envs.terms import commands
 from jaxhum.run import checkpoint
 from jaxhum.run import config as run_config
 
@@ -41,12 +54,25 @@ class ExportError(Exception):
 
 def policy_arrays(run: checkpoint.LoadedRun) -> dict[str, np.ndarray]:
     """The policy as named numpy arrays (the policy.npz content; see `jaxhum.tools.deploy`)."""
+    spec = run.env.deploy
+    return {
+        **network_arrays(run),
+        "ctrl_offset": np.asarray(spec.ctrl_offset, np.float64),
+        "ctrl_scale": np.asarray(spec.ctrl_scale, np.float64),
+        "ctrl_min": np.asarray(spec.ctrl_min, np.float64),
+        "ctrl_max": np.asarray(spec.ctrl_max, np.float64),
+        "actuator_ids": np.asarray(spec.actuator_ids, np.int64),
+    }
+
+
+def network_arrays(run: checkpoint.LoadedRun) -> dict[str, np.ndarray]:
+    """The actor network and its normalizer as named arrays: `policy_arrays` without the action
+    -> ctrl mapping (what a policy whose action is not controls, navigate's high level, exports)."""
     import jax
 
     from jaxhum.rl import normalization
 
     actor = run_config.policy_architecture(run.config)  # PPO's policy or the SAC / TD3 actor
-    spec = run.env.deploy
     params = jax.device_get(run.params)
     layers = params.policy["params"]
     names = [f"hidden_{i}" for i in range(len(actor.hidden_sizes))] + ["output"]
@@ -59,11 +85,6 @@ def policy_arrays(run: checkpoint.LoadedRun) -> dict[str, np.ndarray]:
         "obs_clip": np.asarray(normalization.CLIP, np.float32),
         "num_layers": np.asarray(len(names)),
         "action_size": np.asarray(run.env.action_size),
-        "ctrl_offset": np.asarray(spec.ctrl_offset, np.float64),
-        "ctrl_scale": np.asarray(spec.ctrl_scale, np.float64),
-        "ctrl_min": np.asarray(spec.ctrl_min, np.float64),
-        "ctrl_max": np.asarray(spec.ctrl_max, np.float64),
-        "actuator_ids": np.asarray(spec.actuator_ids, np.int64),
     }
     for i, name in enumerate(names):
         arrays[f"w{i}"] = np.asarray(layers[name]["kernel"], np.float32)
@@ -142,23 +163,12 @@ def policy_json(run: checkpoint.LoadedRun) -> dict[str, Any]:
     mj = env.sim.mj_model
     import mujoco
 
-    layout, start = [], 0
-    for name, size in env.observation_layout:
-        layout.append({"name": name, "start": start, "stop": start + size})
-        start += size
     ids = [int(i) for i in spec.actuator_ids]
     actuators = [mujoco.mj_id2name(mj, mujoco.mjtObj.mjOBJ_ACTUATOR, i) for i in ids]
     joints = [mujoco.mj_id2name(mj, mujoco.mjtObj.mjOBJ_JOINT, int(mj.actuator_trnid[i, 0])) for i in ids]
     timestep = float(mj.opt.timestep)
     return {
-        "format": 1,
-        "task": run.config.env_name,
-        "checkpoint_step": run.step,
-        "onnx_opset": OPSET,
-        "observation_size": env.observation_size,
-        "action_size": env.action_size,
-        "observation_layout": layout,
-        "observation_history": env.observation_history,
+        **_observation_json(run),
         "action": {
             "mapping": "ctrl[actuator_order] = "
             "clip(ctrl_offset + ctrl_scale * clip(action, -1, 1), ctrl_min, ctrl_max)",
@@ -176,22 +186,108 @@ def policy_json(run: checkpoint.LoadedRun) -> dict[str, Any]:
     }
 
 
+def _observation_json(run: checkpoint.LoadedRun) -> dict[str, Any]:
+    """policy.json's head: the run, the sizes, the observation layout and history."""
+    env = run.env
+    layout, start = [], 0
+    for name, size in env.observation_layout:
+        layout.append({"name": name, "start": start, "stop": start + size})
+        start += size
+    return {
+        "format": 1,
+        "task": run.config.env_name,
+        "checkpoint_step": run.step,
+        "onnx_opset": OPSET,
+        "observation_size": env.observation_size,
+        "action_size": env.action_size,
+        "observation_layout": layout,
+        "observation_history": env.observation_history,
+    }
+
+
+def pair_json(run: checkpoint.LoadedRun, low_run: checkpoint.LoadedRun) -> dict[str, Any]:
+    """policy.json of a navigate run: the high level's observation, the command mapping, the
+    rates and the low level's own policy.json (see the module docstring)."""
+    env, low_env = run.env, low_run.env
+    command_low, command_high = (np.asarray(r).tolist() for r in navigate.command_ranges(low_env))
+    offset = commands.command_offset(low_env)
+    return {
+        **_observation_json(run),
+        "command": {
+            "mapping": "a = clip(action, -1, 1), z = clip(0, low, high); "
+            "command = z + a * (high - z) where a >= 0, else z + a * (z - low)",
+            "names": ["vx", "vy", "yaw_rate"],
+            "low": command_low,
+            "high": command_high,
+            "low_level_frame_start": offset,
+            "low_level_frame_stop": offset + commands.COMMAND_SIZE,
+        },
+        "control_dt": low_env.dt,
+        "high_level_period_steps": env.low_level_steps,
+        "high_level_period_s": env.dt,
+        "low_level": {**policy_json(low_run), "source": env.low_level.source,
+                      "files": {"onnx": "low_level.onnx", "npz": "low_level.npz"}},
+    }
+
+
+def low_level_run(low: navigate.LowLevel) -> checkpoint.LoadedRun:
+    """A navigate env's frozen low level as the run `policy_arrays` and `policy_json` read: the
+    joystick run it was loaded from (its newest checkpoint, as `navigate.load_low_level` loads
+    it), or the untrained actor (`navigate.untrained_low_level`'s architecture, step 0)."""
+    if low.source != navigate.UNTRAINED:
+        return checkpoint.load_run(low.source)
+    from jaxhum.rl.train import PPOConfig
+
+    ppo = PPOConfig(policy_hidden_sizes=navigate.UNTRAINED_HIDDEN_SIZES, activation="swish",
+                    normalize_observations=True)
+    config = run_config.RunConfig(env_name=navigate.LOW_LEVEL_TASK, ppo=ppo,
+                                  env=FrozenMapping({"robot": low.env.config.robot}))
+    return checkpoint.LoadedRun(run_dir=pathlib.Path(low.source), config=config, step=0, env=low.env,
+                                params=low.params, act=low.act)
+
+
 def export(run: checkpoint.LoadedRun, out: pathlib.Path) -> dict[str, pathlib.Path]:
     """Writes policy.onnx, policy.npz, deploy.py and policy.json into `out` (created if needed)."""
-    import onnx
+    _check_deploy(run)
+    return _write(out, {"policy": policy_arrays(run)}, policy_json(run))
 
+
+def export_pair(run: checkpoint.LoadedRun, out: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Writes a navigate run's pair into `out`: policy.onnx / .npz (the high level), low_level.onnx
+    / .npz (the frozen joystick policy), deploy.py and policy.json (`pair_json`)."""
+    low_run = low_level_run(run.env.low_level)
+    _check_deploy(low_run)
+    return _write(out, {"policy": network_arrays(run), "low_level": policy_arrays(low_run)}, pair_json(run, low_run))
+
+
+def export_run(run: checkpoint.LoadedRun, out: pathlib.Path) -> dict[str, pathlib.Path]:
+    """`export_pair` for a navigate run, else `export`: what `python -m jaxhum.export` writes."""
+    return (export_pair if isinstance(run.env, navigate.NavigateEnv) else export)(run, out)
+
+
+def _check_deploy(run: checkpoint.LoadedRun) -> None:
     if run.env.deploy is None or not run.env.observation_layout:
         raise ExportError(
             f"env_name: task {run.config.env_name!r} does not describe its deployment "
             "(Env.deploy, Env.observation_layout)"
         )
-    arrays = policy_arrays(run)
-    model = onnx_model(arrays)
+
+
+def _write(out: pathlib.Path, policies: dict[str, dict[str, np.ndarray]], meta: dict[str, Any]
+           ) -> dict[str, pathlib.Path]:
+    """<stem>.onnx and <stem>.npz per policy, policy.json (`meta`) and deploy.py, into `out`."""
+    import onnx
+
+    models = {stem: onnx_model(arrays) for stem, arrays in policies.items()}  # checked before writing
     out.mkdir(parents=True, exist_ok=True)
-    paths = {k: out / f"policy.{k}" for k in ("onnx", "npz", "json")}
-    onnx.save(model, str(paths["onnx"]))
-    np.savez(paths["npz"], **arrays)
-    paths["json"].write_text(json.dumps(policy_json(run), indent=2) + "\n")
+    paths = {}
+    for stem, arrays in policies.items():
+        key = "" if stem == "policy" else f"{stem}_"
+        paths[f"{key}onnx"], paths[f"{key}npz"] = out / f"{stem}.onnx", out / f"{stem}.npz"
+        onnx.save(models[stem], str(paths[f"{key}onnx"]))
+        np.savez(paths[f"{key}npz"], **arrays)
+    paths["json"] = out / "policy.json"
+    paths["json"].write_text(json.dumps(meta, indent=2) + "\n")
     paths["deploy"] = out / "deploy.py"
     shutil.copyfile(pathlib.Path(__file__).with_name("deploy.py"), paths["deploy"])
     return paths
@@ -221,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ImportError:
                 raise UsageError(f"out: exporting needs {module}: pip install 'jaxhum[export]'") from None
         run = checkpoint.load_run(run_dir, best=args.best)
-        paths = export(run, out)
+        paths = export_run(run, out)
     except (UsageError, ExportError, checkpoint.CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxhum.envs.base import Env, EnvState
-from jaxhum.envs.robot_task import CURRICULUM_INFO_KEY
+from jaxhum.envs.robot_task import CURRICULUM_INFO_KEY, HISTORY_INFO_KEY
 from jaxhum.envs.terms import observations
 
 COMMAND_SIZE = 3
@@ -85,26 +85,33 @@ def tracking_errors(command: Any, local_linvel: Any, angvel: Any) -> dict[str, A
     return {"tracking/vx": abs(command[0] - local_linvel[0]), "tracking/yaw": abs(command[2] - angvel[2])}
 
 
-def with_command(env: Env, state: EnvState, command: Any, hold: bool = True) -> EnvState:
+def with_command(env: Env, state: EnvState, command: Any, hold: bool = True,
+                 episode_start: bool = False) -> EnvState:
     """`state` (one env or a batch) told to follow `command` (3,) = (vx, vy, yaw_rate) from now on.
 
     The command is written into `state.info` and into the observation (and critic observation)
-    the policy acts on next. With `hold` the command is never resampled in this episode (an
-    autoreset of `env.step` still starts the next episode with a drawn command: drive a policy
-    with `env.step_without_reset`, or call `with_command` again after a reset). Under a
-    curriculum (`config.curriculum`) the step follows `level * command`; the level is 1.0
-    outside training.
+    the policy acts on next: into the newest frame of an observation history, and into every
+    frame with `episode_start` (a reset state, whose first frame fills the history), so the
+    frames the policy sees later are those a robot's loop keeps (`deploy.FrameHistory`). With
+    `hold` the command is never resampled in this episode (an autoreset of `env.step` still
+    starts the next episode with a drawn command: drive a policy with `env.step_without_reset`,
+    or call `with_command` again after a reset). Under a curriculum (`config.curriculum`) the
+    step follows `level * command`; the level is 1.0 outside training.
     """
     offset = command_offset(env)
     cmd = jnp.broadcast_to(jnp.asarray(command, jnp.float32), state.info["command"].shape)
     info = {**state.info, "command": cmd}
     if hold:
         info["resample_in"] = jnp.full_like(state.info["resample_in"], jnp.iinfo(jnp.int32).max)
-    return state.replace(
-        info=info,
-        obs=state.obs.at[..., offset:offset + COMMAND_SIZE].set(cmd),
-        critic_obs=state.critic_obs.at[..., offset:offset + COMMAND_SIZE].set(cmd),
-    )
+    frames = state.info.get(HISTORY_INFO_KEY)
+    if frames is None:
+        obs = state.obs.at[..., offset:offset + COMMAND_SIZE].set(cmd)
+    else:  # (..., H, O), newest first
+        written = slice(None) if episode_start else slice(0, 1)
+        frames = frames.at[..., written, offset:offset + COMMAND_SIZE].set(cmd[..., None, :])
+        info[HISTORY_INFO_KEY] = frames
+        obs = frames.reshape(*frames.shape[:-2], -1)
+    return state.replace(info=info, obs=obs, critic_obs=state.critic_obs.at[..., :obs.shape[-1]].set(obs))
 
 
 def command_offset(env: Env) -> int:
