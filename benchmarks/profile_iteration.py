@@ -10,6 +10,7 @@ gpu preset's PPO at the given env count:
   iteration   the whole jitted iteration; SGD is what remains (with the normaliser update).
 
     python benchmarks/profile_iteration.py --num-envs 8192
+    python benchmarks/profile_iteration.py --experiment joystick --num-envs 8192   # jh1
     python benchmarks/profile_iteration.py --num-envs 8192 --set ppo.num_updates_per_batch=2
     python benchmarks/profile_iteration.py --smoke
 """
@@ -49,8 +50,9 @@ def profile(ppo: train_lib.PPOConfig, env, repeats: int) -> dict[str, float]:
     n, t_len = ppo.num_envs, ppo.unroll_length
     policy_net = networks.make_policy_network(env.observation_size, env.action_size, ppo.policy_hidden_sizes,
                                               ppo.activation, ppo.compute_dtype)
-    value_net = networks.make_value_network(env.observation_size, ppo.value_hidden_sizes, ppo.activation,
-                                            ppo.compute_dtype)
+    critic_size = train_lib.critic_observation_size(env)  # 0: the critic reads obs
+    value_net = networks.make_value_network(critic_size or env.observation_size, ppo.value_hidden_sizes,
+                                            ppo.activation, ppo.compute_dtype)
     static = train_lib._Static(env=env, config=ppo, policy_net=policy_net, value_net=value_net, optimizer=None)
 
     @jax.jit
@@ -74,8 +76,12 @@ def profile(ppo: train_lib.PPOConfig, env, repeats: int) -> dict[str, float]:
 
     @jax.jit
     def values(st, traj):
-        obs = train_lib._normalize(static, st.normalizer, traj.obs)
-        final_obs = train_lib._normalize(static, st.normalizer, traj.final_obs)
+        if critic_size:
+            obs = train_lib._normalize(static, st.critic_normalizer, traj.critic_obs)
+            final_obs = train_lib._normalize(static, st.critic_normalizer, traj.final_critic_obs)
+        else:
+            obs = train_lib._normalize(static, st.normalizer, traj.obs)
+            final_obs = train_lib._normalize(static, st.normalizer, traj.final_obs)
         return value_net.apply(st.value_params, jnp.stack([obs, final_obs]))
 
     @jax.jit
@@ -111,18 +117,22 @@ def profile(ppo: train_lib.PPOConfig, env, repeats: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", default="humanoid_run", help="experiments.<NAME>, its gpu preset")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--num-envs", type=int, nargs="+", default=None)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="config overrides of the preset (e.g. ppo.num_updates_per_batch=2)")
     args = parser.parse_args(argv)
-    from experiments import humanoid_run
+    import importlib
+
     from jaxhum.config import apply_overrides
 
-    config = apply_overrides(humanoid_run.get_config("cpu" if args.smoke else "gpu"), list(args.overrides))
+    experiment = importlib.import_module(f"experiments.{args.experiment}")
+    config = apply_overrides(experiment.get_config("cpu" if args.smoke else "gpu"), list(args.overrides))
     env = jaxhum.envs.make(config.env_name, **dict(config.env))
-    print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, overrides {args.overrides}")
+    print(f"{args.experiment}, device: {jax.devices()[0].device_kind}, jax {jax.__version__}, "
+          f"overrides {args.overrides}")
     parts = ("physics", "inference", "values", "GAE", "SGD")
     print(f"{'envs':>6} | {'iteration ms':>12} | " + " | ".join(f"{p + ' ms':>12}" for p in parts))
     for n in args.num_envs or ([16] if args.smoke else [config.ppo.num_envs]):
