@@ -311,13 +311,18 @@ def main(argv: list[str] | None = None) -> int:
                             "control_steps": args.steps, "n_substeps": phys["n_substeps"],
                             "pushes": phys["push"] is not None, "first_call_s": round(first_s, 2),
                             "best_s": round(best_s, 4), "repeats": args.repeats})
+            append_record(args.out, records[-1])  # each as measured: a killed run keeps what it had
             print(f"{args.backend:12s} {task:13s} {num_envs:6d} envs  {rate:14,.0f} control steps/s  "
                   f"(first call {first_s:.1f} s)", flush=True)
-    previous = json.loads(args.out.read_text()) if args.out.exists() else []
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps([*previous, *records], indent=1) + "\n")
     print(f"wrote {len(records)} records to {args.out}")
     return 0
+
+
+def append_record(path: pathlib.Path, record: dict) -> None:
+    """Appends `record` to the JSON list in `path` (created when absent)."""
+    previous = json.loads(path.read_text()) if path.exists() else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([*previous, record], indent=1) + "\n")
 
 
 if __name__ == "__main__":
