@@ -261,3 +261,20 @@ def _view_phase(manager: manager_lib.Manager, job: Job) -> str:
     request = types.SimpleNamespace(app=types.SimpleNamespace(state=types.SimpleNamespace(manager=manager)),
                                     url_for=lambda route, **kw: f"http://server/logs/{kw['name']}")
     return app._view(request, job).phase
+
+
+def test_loading_a_run_turns_the_cache_on_only_when_asked(tmp_path, restore_jax_cache):
+    """`load_run` in a user's code leaves JAX's process-wide settings alone; the tools ask for
+    the run's cache (`compile_cache=True`) and get its folder."""
+    from test_after_training import make_run_dir
+
+    from jaxhum.run import checkpoint
+
+    run_dir = make_run_dir(tmp_path / "run", "humanoid_run", {"episode_length": 10})
+    jax.config.update("jax_enable_compilation_cache", False)  # as a user's process may have it
+    directory = jax.config.jax_compilation_cache_dir
+    checkpoint.load_run(run_dir)
+    checkpoint.restore(run_dir)
+    assert not jax.config.jax_enable_compilation_cache
+    checkpoint.load_run(run_dir, compile_cache=True)  # the run's '' setting: the folder JAX already uses
+    assert jax.config.jax_enable_compilation_cache and jax.config.jax_compilation_cache_dir == directory

@@ -27,8 +27,10 @@ Public API:
     run = load_run(run_dir)                           # config, env, policy params, pure act()
 
 Loading a run imports `jaxhum.run.config` (what a run is) and never `jaxhum.run.loop` (the training loop).
-It turns on the run's persistent compilation cache (`jaxhum.run.compile_cache`) before anything
-compiles, so evaluate, export, sim2sim, falls and robustness load their programs from it.
+It leaves JAX's settings alone unless asked: with `compile_cache=True` it turns on the run's
+persistent compilation cache (`jaxhum.run.compile_cache`, a process-wide JAX setting) before
+anything compiles, as the command-line tools (evaluate, export, sim2sim, falls, robustness) do, so
+they load their programs from it.
 """
 
 from __future__ import annotations
@@ -450,7 +452,8 @@ def saved_config(store: CheckpointStore, step: int | None = None, best: bool = F
     raise CheckpointError(f"{store.run_dir}: no checkpoint with a readable config ({last_error})")
 
 
-def restore(run_dir: str | os.PathLike, step: int | None = None, best: bool = False) -> tuple[Any, Any]:
+def restore(run_dir: str | os.PathLike, step: int | None = None, best: bool = False, *,
+            compile_cache: bool = False) -> tuple[Any, Any]:
     """Loads a saved training state and its config.
 
     Args:
@@ -458,6 +461,8 @@ def restore(run_dir: str | os.PathLike, step: int | None = None, best: bool = Fa
       step: env steps of the checkpoint; None for the newest complete one. Checkpoints fall on
         whole iterations: a step that none has is refused naming the saved steps.
       best: take the checkpoint with the best evaluation return instead.
+      compile_cache: turn on the run's persistent compilation cache (`RunConfig.compile_cache`)
+        for this process before anything compiles; False leaves JAX's settings as they are.
     Returns:
       (state, config): the `TrainState` pytree (arrays on the default device) and the
       `RunConfig` it was trained with.
@@ -465,19 +470,20 @@ def restore(run_dir: str | os.PathLike, step: int | None = None, best: bool = Fa
       CheckpointError: no such run directory or checkpoint (`step: no checkpoint at step S;
         saved steps: [...] in DIR`), or it does not restore.
     """
-    restored, config = _restore(run_dir, step, best)
+    restored, config = _restore(run_dir, step, best, compile_cache)
     return restored.state, config
 
 
-def _restore(run_dir: str | os.PathLike, step: int | None, best: bool) -> tuple[Restored, Any]:
+def _restore(run_dir: str | os.PathLike, step: int | None, best: bool,
+             use_compile_cache: bool) -> tuple[Restored, Any]:
     run_dir = pathlib.Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory")
     store = CheckpointStore(run_dir, read_only=True)
     try:
         config = saved_config(store, step=step, best=best)
-        # Every tool loads its run here, before it compiles: the run's compile cache serves it too.
-        compile_cache.enable(config.compile_cache)
+        if use_compile_cache:  # before anything compiles: the run's compile cache serves the caller too
+            compile_cache.enable(config.compile_cache)
         trainer = run_config.build_trainer(config)
         restored = store.restore(template=run_config.state_template(trainer, config), step=step, best=best)
     finally:
@@ -509,8 +515,10 @@ class LoadedRun:
     act: Callable[[Any, jax.Array], jax.Array]
 
 
-def load_run(run_dir: str | os.PathLike, step: int | None = None, best: bool = False) -> LoadedRun:
-    """Loads a run's policy and task (newest checkpoint, a given `step`, or the `best` one).
+def load_run(run_dir: str | os.PathLike, step: int | None = None, best: bool = False, *,
+             compile_cache: bool = False) -> LoadedRun:
+    """Loads a run's policy and task (newest checkpoint, a given `step`, or the `best` one);
+    `compile_cache` as in `restore`.
 
     Raises:
       CheckpointError: no such run directory or checkpoint (a `step` that none has: the
@@ -518,7 +526,7 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None, best: bool = F
     """
     from jaxhum.rl.train import policy_bundle
 
-    restored, config = _restore(run_dir, step, best)
+    restored, config = _restore(run_dir, step, best, compile_cache)
     trainer = run_config.build_trainer(config)
     return LoadedRun(
         run_dir=pathlib.Path(run_dir),

@@ -3,7 +3,8 @@
 A second run of the same config (or an evaluation, export, sim2sim, falls or robustness run of a
 saved one) loads its compiled programs from disk instead of compiling them again. `enable` is
 called once per process before the first compile that matters: by `jaxhum.run.loop.train` (every
-run, from the command line or from Python) and by `jaxhum.run.checkpoint`'s loading (every tool).
+run, from the command line or from Python) and by `jaxhum.run.checkpoint.load_run(...,
+compile_cache=True)` (every tool; a plain `load_run` in a user's code leaves JAX's settings alone).
 
 Where the cache lives, first match wins (`RunConfig.compile_cache`):
   'off'                       no persistent cache (this process compiles everything);

@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args = parse_args(argv)
-        run = checkpoint.load_run(args.run_dir, best=args.best)
+        run = checkpoint.load_run(args.run_dir, best=args.best, compile_cache=True)
     except (UsageError, render.RenderError, checkpoint.CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -316,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 __import__(module)
             except ImportError:
                 raise UsageError(f"out: exporting needs {module}: pip install 'jaxhum[export]'") from None
-        run = checkpoint.load_run(run_dir, best=args.best)
+        run = checkpoint.load_run(run_dir, best=args.best, compile_cache=True)
         paths = export_run(run, out)
     except (UsageError, ExportError, checkpoint.CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -350,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args = parse_args(argv)
-        run = checkpoint.load_run(args.run_dir, step=args.step)
+        run = checkpoint.load_run(args.run_dir, step=args.step, compile_cache=True)
         check_pushes(run.env, args.run_dir)
     except (UsageError, checkpoint.CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args = parse_args(argv)
-        run = checkpoint.load_run(args.run_dir, best=args.best)
+        run = checkpoint.load_run(args.run_dir, best=args.best, compile_cache=True)
         if not hasattr(run.env.config, "randomization"):
             raise UsageError(f"run_dir: task {run.config.env_name!r} has no randomization settings to sweep")
     except (UsageError, checkpoint.CheckpointError) as err:

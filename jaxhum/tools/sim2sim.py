@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"seed: must be >= 0, got {args.seed}")
         if args.export is not None and not (pathlib.Path(args.export) / "policy.npz").is_file():
             raise UsageError(f"export: no policy.npz in {args.export}")
-        run = checkpoint.load_run(run_dir, best=args.best)
+        run = checkpoint.load_run(run_dir, best=args.best, compile_cache=True)
         if args.export is None:
             out = run_dir / "export"
             export.export(run, out)
