@@ -31,7 +31,7 @@ def slim(src: pathlib.Path, dst: pathlib.Path, best: bool = False) -> int:
     try:
         config = checkpoint.saved_config(store, best=best)
         restored = store.restore(template=run_config.state_template(run_config.build_trainer(config), config),
-                                 best=best)
+                                 best=best, only=tuple(f".{name}" for name in KEPT))  # the envs stay unread
     finally:
         store.close()
     small = dataclasses.replace(config, ppo=dataclasses.replace(config.ppo, num_envs=2, num_minibatches=1))

@@ -77,6 +77,22 @@ def test_round_trip_every_leaf_bit_for_bit(tmp_path):
     assert _bits(jax.random.normal(restored.state.key, (3,))) == _bits(jax.random.normal(saved.key, (3,)))
 
 
+def test_restoring_only_some_leaves_reads_those_bit_for_bit_and_leaves_placeholders(tmp_path):
+    """`only` (what `load_run` uses to skip a run's env states): the named subtrees restore
+    exactly; every other leaf is an unread ShapeDtypeStruct of its saved shape."""
+    store = CheckpointStore(tmp_path)
+    saved = _save(store, 7)
+    restored = store.restore(template=jax.eval_shape(lambda: _state(0)), only=(".params", ".nested[1]"))
+    store.close()
+    _assert_identical(saved.params, restored.state.params)
+    assert _bits(restored.state.nested[1]) == _bits(saved.nested[1])
+    for name in ("key", "raw_key", "empty", "flags", "iteration", "half"):
+        placeholder = getattr(restored.state, name)
+        assert isinstance(placeholder, jax.ShapeDtypeStruct) and placeholder.shape == getattr(saved, name).shape
+    assert isinstance(restored.state.nested[0], jax.ShapeDtypeStruct)
+    assert checkpoint._under(".params['w']", (".params",)) and not checkpoint._under(".paramsx", (".params",))
+
+
 def test_restore_without_template_gives_flat_dict(tmp_path):
     store = CheckpointStore(tmp_path)
     saved = _save(store, 3)

@@ -45,7 +45,7 @@ import pathlib
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -285,7 +285,7 @@ class CheckpointStore:
         manager = self._manager(BEST_DIR if best else CHECKPOINT_DIR)
         return manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
 
-    def _restore_step(self, name: str, step: int, template: Any | None) -> Restored:
+    def _restore_step(self, name: str, step: int, template: Any | None, only: Sequence[str] | None) -> Restored:
         ocp = self._ocp
         manager = self._manager(name)
         small = manager.restore(
@@ -300,18 +300,33 @@ class CheckpointStore:
             if problem is not None:
                 raise _MismatchError(problem)
         sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        wanted = [only is None or _under(info["path"], only) for info in manifest]
         targets = {}
         for i, info in enumerate(manifest):
             shape = tuple(info.get("data_shape", info["shape"]))
             dtype = np.uint32 if info["dtype"] == "key" else np.dtype(info["dtype"])
-            if int(np.prod(shape)) > 0:
+            if int(np.prod(shape)) > 0 and wanted[i]:
                 targets[f"leaf_{i:05d}"] = jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
-        arrays = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(targets)))["state"]
+        if only is not None and not targets:
+            arrays = {}
+        elif only is None:
+            arrays = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(targets)))["state"]
+        else:  # the other leaves are never read (a jh1 run's env states are gigabytes)
+            partial = ocp.args.PyTreeRestore(item=targets, partial_restore=True,
+                                             restore_args=ocp.checkpoint_utils.construct_restore_args(targets))
+            checkpointer = ocp.PyTreeCheckpointer()
+            try:
+                arrays = checkpointer.restore(self.run_dir / name / str(step) / "state", args=partial)
+            finally:
+                checkpointer.close()
         leaves = []
         for i, info in enumerate(manifest):
             name_i = f"leaf_{i:05d}"
             shape = tuple(info.get("data_shape", info["shape"]))
             dtype = np.uint32 if info["dtype"] == "key" else np.dtype(info["dtype"])
+            if not wanted[i]:
+                leaves.append(jax.ShapeDtypeStruct(tuple(info["shape"]), dtype))
+                continue
             value = arrays[name_i] if name_i in arrays else np.zeros(shape, dtype)
             # Uncommitted on the default device, as the arrays of a fresh `trainer.init` are: a
             # committed argument would make the jitted trainer compile its iteration again.
@@ -336,6 +351,7 @@ class CheckpointStore:
         best: bool = False,
         warn: Callable[[str], None] | None = None,
         quarantine: bool = False,
+        only: Sequence[str] | None = None,
     ) -> Restored:
         """Restores a checkpoint.
 
@@ -348,6 +364,9 @@ class CheckpointStore:
           warn: receives one-line warnings (default: printed to stderr).
           quarantine: move a corrupted checkpoint into `corrupt_checkpoints/` (never deleted),
             so that a resumed run can write that step again.
+          only: leaf path prefixes to read (e.g. ('.policy_params', '.normalizer')); every other
+            leaf is left unread and comes back as a `jax.ShapeDtypeStruct` placeholder. None
+            reads every leaf.
         Raises:
           CheckpointError: no checkpoint, the requested step is missing, none restores, or
             the checkpoint does not match `template` (the message names the differing leaf).
@@ -362,7 +381,7 @@ class CheckpointStore:
         candidates = [step] if step is not None else list(reversed(steps))
         for i, candidate in enumerate(candidates):
             try:
-                return self._restore_step(name, candidate, template)
+                return self._restore_step(name, candidate, template, only)
             except _MismatchError as err:
                 raise CheckpointError(f"checkpoint {candidate} does not match this config: {err}") from None
             except CheckpointError:
@@ -392,6 +411,15 @@ class CheckpointStore:
 
 class _MismatchError(Exception):
     pass
+
+
+# What acting needs of a TrainState or OffPolicyState (`jaxhum.rl.train.policy_bundle`).
+POLICY_LEAVES = (".policy_params", ".normalizer")
+
+
+def _under(path: str, prefixes: Sequence[str]) -> bool:
+    """Whether a leaf path (`jax.tree_util.keystr`) is one of `prefixes` or inside one."""
+    return any(path == p or path.startswith((p + ".", p + "[")) for p in prefixes)
 
 
 def _no_checkpoint_at(step: int, directory: pathlib.Path, steps: list[int]) -> CheckpointError:
@@ -474,8 +502,8 @@ def restore(run_dir: str | os.PathLike, step: int | None = None, best: bool = Fa
     return restored.state, config
 
 
-def _restore(run_dir: str | os.PathLike, step: int | None, best: bool,
-             use_compile_cache: bool) -> tuple[Restored, Any]:
+def _restore(run_dir: str | os.PathLike, step: int | None, best: bool, use_compile_cache: bool,
+             only: Sequence[str] | None = None) -> tuple[Restored, Any]:
     run_dir = pathlib.Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory")
@@ -485,7 +513,8 @@ def _restore(run_dir: str | os.PathLike, step: int | None, best: bool,
         if use_compile_cache:  # before anything compiles: the run's compile cache serves the caller too
             compile_cache.enable(config.compile_cache)
         trainer = run_config.build_trainer(config)
-        restored = store.restore(template=run_config.state_template(trainer, config), step=step, best=best)
+        restored = store.restore(template=run_config.state_template(trainer, config), step=step, best=best,
+                                 only=only)
     finally:
         store.close()
     return restored, config
@@ -526,7 +555,9 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None, best: bool = F
     """
     from jaxhum.rl.train import policy_bundle
 
-    restored, config = _restore(run_dir, step, best, compile_cache)
+    # The policy and its normalizer alone are read: the envs' states (gigabytes for a GPU run),
+    # optimiser and critics are not needed to act.
+    restored, config = _restore(run_dir, step, best, compile_cache, only=POLICY_LEAVES)
     trainer = run_config.build_trainer(config)
     return LoadedRun(
         run_dir=pathlib.Path(run_dir),
