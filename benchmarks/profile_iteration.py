@@ -50,8 +50,7 @@ def profile(ppo: train_lib.PPOConfig, env, repeats: int) -> dict[str, float]:
     n, t_len = ppo.num_envs, ppo.unroll_length
     policy_net = networks.make_policy_network(env.observation_size, env.action_size, ppo.policy_hidden_sizes,
                                               ppo.activation, ppo.compute_dtype)
-    critic_size = train_lib.critic_observation_size(env)  # 0: the critic reads obs
-    value_net = networks.make_value_network(critic_size or env.observation_size, ppo.value_hidden_sizes,
+    value_net = networks.make_value_network(train_lib._value_input_size(env), ppo.value_hidden_sizes,
                                             ppo.activation, ppo.compute_dtype)
     static = train_lib._Static(env=env, config=ppo, policy_net=policy_net, value_net=value_net, optimizer=None)
 
@@ -76,13 +75,8 @@ def profile(ppo: train_lib.PPOConfig, env, repeats: int) -> dict[str, float]:
 
     @jax.jit
     def values(st, traj):
-        if critic_size:
-            obs = train_lib._normalize(static, st.critic_normalizer, traj.critic_obs)
-            final_obs = train_lib._normalize(static, st.critic_normalizer, traj.final_critic_obs)
-        else:
-            obs = train_lib._normalize(static, st.normalizer, traj.obs)
-            final_obs = train_lib._normalize(static, st.normalizer, traj.final_obs)
-        return value_net.apply(st.value_params, jnp.stack([obs, final_obs]))
+        obs = train_lib._normalize(static, st.normalizer, traj.obs)
+        return value_net.apply(st.value_params, jnp.stack(train_lib._value_inputs(static, st, traj, obs)))
 
     @jax.jit
     def gae(traj, v):

@@ -219,7 +219,6 @@ def test_balance_gpu_presets_train_under_the_full_randomization_stack(preset):
     assert rand == dataclasses.replace(joystick.GPU_RANDOMIZATION, push_velocity=(0.1, 1.5))
     assert rand.obs_noise and rand.obs_lag > 0 and rand.action_latency > 0 and rand.push_velocity[1] > 0
     # Judged under the same kicks (joystick's gpu_randomized judges under 0.1-1.0 m/s; balance must not).
-    assert config.eval_env == {}
     judged = config_lib.merge(env_config, config.eval_env)
     assert judged.randomization.push_velocity == (0.1, 1.5)
 

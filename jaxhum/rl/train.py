@@ -434,6 +434,19 @@ def _make_optimizer(
     return optimizer, schedule
 
 
+def _value_inputs(static: _Static, state: TrainState, traj: Transition, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The value net's normalised inputs at t and before autoreset, each (T, N, size), with the
+    rollout's statistics: `obs` (traj.obs already normalised) and final_obs when the env has no
+    critic observation, else the critic observation and its final one. Policy and critic inputs
+    are never stacked together (their sizes differ)."""
+    if critic_observation_size(static.env) == 0:
+        return obs, _normalize(static, state.normalizer, traj.final_obs)
+    config = static.config
+    chex.assert_shape(traj.critic_obs, (config.unroll_length, config.num_envs, critic_observation_size(static.env)))
+    return (_normalize(static, state.critic_normalizer, traj.critic_obs),
+            _normalize(static, state.critic_normalizer, traj.final_critic_obs))
+
+
 def _iteration(
     static: _Static, schedule: optax.Schedule, state: TrainState
 ) -> tuple[TrainState, Metrics]:
@@ -463,20 +476,11 @@ def _iteration(
     )
     chex.assert_shape(traj.reward, (config.unroll_length, config.num_envs))
 
-    # Values of the critic's input at t and before autoreset, in one batched pass, with the
-    # rollout's statistics: obs (symmetric) or the critic observation (asymmetric). Policy and
-    # critic inputs are never stacked together (their sizes differ).
+    # Values of the critic's input at t and before autoreset, in one batched pass.
     obs = _normalize(static, state.normalizer, traj.obs)
-    critic_obs = None
-    if critic_observation_size(static.env) == 0:
-        final_obs = _normalize(static, state.normalizer, traj.final_obs)
-        values = static.value_net.apply(state.value_params, jnp.stack([obs, final_obs]))
-    else:
-        chex.assert_shape(traj.critic_obs, (config.unroll_length, config.num_envs,
-                                            critic_observation_size(static.env)))
-        critic_obs = _normalize(static, state.critic_normalizer, traj.critic_obs)
-        final_critic_obs = _normalize(static, state.critic_normalizer, traj.final_critic_obs)
-        values = static.value_net.apply(state.value_params, jnp.stack([critic_obs, final_critic_obs]))
+    value_in, final_value_in = _value_inputs(static, state, traj, obs)
+    values = static.value_net.apply(state.value_params, jnp.stack([value_in, final_value_in]))
+    critic_obs = None if critic_observation_size(static.env) == 0 else value_in
     v_t, v_next_t = values[0], values[1]
 
     terminated = traj.done * (1.0 - traj.truncated)

@@ -307,10 +307,10 @@ class CheckpointStore:
             dtype = np.uint32 if info["dtype"] == "key" else np.dtype(info["dtype"])
             if int(np.prod(shape)) > 0 and wanted[i]:
                 targets[f"leaf_{i:05d}"] = jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
-        if only is not None and not targets:
-            arrays = {}
-        elif only is None:
+        if only is None:
             arrays = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(targets)))["state"]
+        elif not targets:
+            arrays = {}
         else:  # the other leaves are never read (a jh1 run's env states are gigabytes)
             partial = ocp.args.PyTreeRestore(item=targets, partial_restore=True,
                                              restore_args=ocp.checkpoint_utils.construct_restore_args(targets))
