@@ -12,7 +12,8 @@ joystick's robust task (`ROBUST_ENV`: the full randomization stack, 5 observatio
 privileged critic, the fall rule) with kicks of 0.1-1.5 m/s and a reward that lets the robot step
 (feet_phase off, stand_still -0.1), for 60M env steps. `init_from` a joystick gpu_randomized run
 matches every shape. Measured (one H200, issue 27): fine-tuned from joystick seed 101, 98% of
-20 s episodes without a fall at 10M steps (108 s wall); from scratch not measured yet.
+20 s episodes without a fall at 10M steps (108 s wall); from scratch (seed 104, 60M steps), 33%
+still fell, judged under kicks of 0.1-1.0 m/s only (before 9ca8169, see benchmarks/RESULTS.md).
 Without --preset: 'gpu' when JAX's default backend is not the CPU, else 'cpu'.
 """
 
