@@ -294,3 +294,25 @@ def test_robot_precision_act_runs_every_matmul_in_full_float32():
         jnp.ones((3, 2)), jnp.ones((4, 3))))
     assert "HIGHEST" in jaxpr
     assert "HIGHEST" not in str(jax.make_jaxpr(lambda p, o: policy_fn(p, o, None))(jnp.ones((3, 2)), jnp.ones((4, 3))))
+
+
+def test_make_policy_runs_at_robot_precision_unless_told_otherwise():
+    """`load_policy`'s policy (`run_config.make_policy`) computes what the exported policy computes:
+    'highest' matmuls by default, the backend's default only when asked (matmul_precision=None)."""
+    import types
+
+    calls = []
+
+    def policy_fn(params, obs, key):
+        calls.append(str(jax.make_jaxpr(lambda p, o: jnp.tanh(o @ p.policy))(params, obs)))
+        return jnp.tanh(obs @ params.policy)
+
+    trainer = types.SimpleNamespace(policy_fn=policy_fn)
+    state = types.SimpleNamespace(policy_params=jnp.ones((3, 2)), normalizer=None)
+    obs = jnp.ones((4, 3))
+    np.testing.assert_allclose(run_config.make_policy(trainer, state)(obs), np.tanh(np.full((4, 2), 3.0)), rtol=1e-6)
+    assert "HIGHEST" in calls[-1]
+    run_config.make_policy(trainer, state, matmul_precision=None)(obs)
+    assert "HIGHEST" not in calls[-1]
+    run_config.make_policy(trainer, state, deterministic=False)(obs, jax.random.key(0))
+    assert "HIGHEST" in calls[-1]

@@ -588,9 +588,11 @@ def load_policy(
     Returns:
       `policy(obs, key=None) -> action`: obs (..., obs_size) float32 -> action
       (..., action_size) in [-1, 1]; the observation normalizer saved with the params is
-      applied inside. With `deterministic=False` pass a PRNG key to sample.
+      applied inside, and every matmul runs in full float32 on any backend (as `load_run`'s act
+      and the exported policy). With `deterministic=False` pass a PRNG key to sample. Only the
+      policy and its normalizer are read from the checkpoint (not the envs' states).
     Raises:
       CheckpointError: as `restore` (a `step` that no checkpoint has: the message lists the saved steps).
     """
-    state, config = restore(run_dir, step=step, best=best)
-    return run_config.make_policy(run_config.build_trainer(config), state, deterministic=deterministic)
+    restored, config = _restore(run_dir, step, best, False, only=POLICY_LEAVES)
+    return run_config.make_policy(run_config.build_trainer(config), restored.state, deterministic=deterministic)

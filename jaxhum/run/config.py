@@ -476,21 +476,35 @@ def state_template(trainer: Any, config: RunConfig) -> Any:
 _TEMPLATES: dict[RunConfig, Any] = {}  # shape-determining config -> TrainState template
 
 
-def make_policy(trainer: Any, state: Any, deterministic: bool = True) -> Callable[..., Any]:
-    """`policy(obs, key=None) -> action` from a TrainState (normalizer included), jitted."""
+def make_policy(trainer: Any, state: Any, deterministic: bool = True,
+                matmul_precision: str | None = "highest") -> Callable[..., Any]:
+    """`policy(obs, key=None) -> action` from a TrainState (normalizer included), jitted.
+
+    Only `state.policy_params` and `state.normalizer` are read. `matmul_precision` is JAX's
+    `default_matmul_precision` inside the policy: 'highest' (the default) computes every matmul in
+    full float32, as the exported policy does on a robot; None keeps the backend's default (on a
+    GPU, TF32-like passes, ~1e-3 away in the action).
+    """
+    import contextlib
+
     import jax
 
     from jaxhum.rl.train import policy_bundle
 
     params = policy_bundle(state)
+
+    def policy_fn(p: Any, obs: Any, key: Any) -> Any:
+        with contextlib.nullcontext() if matmul_precision is None else jax.default_matmul_precision(matmul_precision):
+            return trainer.policy_fn(p, obs, key)
+
     if deterministic:
-        act = jax.jit(lambda p, obs: trainer.policy_fn(p, obs, None))
+        act = jax.jit(lambda p, obs: policy_fn(p, obs, None))
 
         def policy(obs: Any, key: Any = None) -> Any:
             del key  # the deterministic action needs none
             return act(params, obs)
     else:
-        sample = jax.jit(trainer.policy_fn)
+        sample = jax.jit(policy_fn)
 
         def policy(obs: Any, key: Any = None) -> Any:
             if key is None:
